@@ -1,0 +1,62 @@
+# dvcbot — every way people and CI run things. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+RASA_VENV := .venv-rasa
+PY := $(VENV)/bin/python
+RASA_PY := $(RASA_VENV)/bin/python
+DVCBOT := $(VENV)/bin/dvcbot
+export RASA_TELEMETRY_ENABLED := false
+
+.PHONY: help setup run test test-fast lint eval-nlu model content clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+# --- virtualenvs: rebuilt only when their lock files change -------------------------------------------
+$(VENV)/.installed: requirements/project.lock pyproject.toml
+	@py=$$(scripts/find-python.sh 3.11+) || exit 1; \
+	  [ -x $(PY) ] || { echo "Creating $(VENV) with $$py"; $$py -m venv $(VENV); }
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/project.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(RASA_VENV)/.installed: requirements/rasa.lock
+	@py=$$(scripts/find-python.sh 3.10) || exit 1; \
+	  [ -x $(RASA_PY) ] || { echo "Creating $(RASA_VENV) with $$py (Rasa 3.6 needs Python 3.10)"; $$py -m venv $(RASA_VENV); }
+	$(RASA_PY) -m pip install -q --disable-pip-version-check -r requirements/rasa.lock
+	@touch $@
+
+setup: $(VENV)/.installed $(RASA_VENV)/.installed ## create/update both virtualenvs (only when their locks changed)
+
+content: setup ## check the catalog and load it into the database
+	$(DVCBOT) catalog check
+	$(DVCBOT) db init
+	$(DVCBOT) catalog load
+
+model: setup ## train the Rasa model if config.yml, the domain or data/ changed
+	$(DVCBOT) train
+
+run: content model ## set everything up and start Rasa, the action server and the gateway (web chat on :8000)
+	$(DVCBOT) run --no-train
+
+# --- checks -----------------------------------------------------------------------------------------------
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check dvcbot bot actions tests
+	$(VENV)/bin/ruff check --target-version py310 nlu
+	$(VENV)/bin/mypy
+
+browser:
+	@scripts/install-browser.sh
+
+test: setup model browser ## the whole suite: unit, PostgreSQL/Redis, end-to-end with the real Rasa model, browser
+	$(DVCBOT) catalog check
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/rasa tests
+	$(RASA_PY) -m pytest -q -p no:cacheprovider tests/nlu tests/rasa
+
+test-fast: setup ## unit tests only (no Rasa, no browser)
+	$(PY) -m pytest -q -m "not e2e and not browser" --ignore=tests/rasa tests
+
+clean: ## remove virtualenvs, models and local data
+	rm -rf $(VENV) $(RASA_VENV) models var reports/*.png

@@ -1,0 +1,1 @@
+"""The procedure catalog: YAML schema and checks, database tables, loading and queries."""

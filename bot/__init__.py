@@ -1,0 +1,1 @@
+"""The dvcbot gateway: channels, conversation router, web chat, health."""

@@ -1,0 +1,1 @@
+"""One module per messaging channel; channel-neutral types in ``base``."""

@@ -1,0 +1,144 @@
+"""The web chat channel: a JSON API for the page at ``/`` (and for tests and benchmarks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.channels.base import IncomingMessage
+from bot.models import Conversation, WebchatSession
+from bot.router import Router
+
+CHANNEL = "webchat"
+MAX_BODY_BYTES = 16 * 1024
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _router(request: Request) -> Router:
+    router: Router = request.app.state.router
+    return router
+
+
+async def _conversation_id(request: Request) -> int | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    digest = _hash(token.strip())
+
+    def lookup(session: Session) -> int | None:
+        return session.scalar(select(WebchatSession.conversation_id).where(WebchatSession.token_hash == digest))
+
+    return await _router(request).db(lookup)
+
+
+async def create_session(request: Request) -> Response:
+    """``POST /api/webchat/sessions`` → 201 ``{"session": token}``."""
+    token = secrets.token_urlsafe(32)
+    user_id = secrets.token_hex(12)
+
+    def create(session: Session) -> None:
+        conv = Conversation(key=f"{CHANNEL}:{user_id}", channel=CHANNEL)
+        session.add(conv)
+        session.flush()
+        session.add(WebchatSession(token_hash=_hash(token), conversation_id=conv.id))
+        session.commit()
+
+    await _router(request).db(create)
+    return JSONResponse({"session": token}, status_code=201)
+
+
+async def _read_json(request: Request) -> dict[str, Any] | JSONResponse:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "body must be JSON")
+    if not isinstance(data, dict):
+        return _error(400, "body must be a JSON object")
+    return data
+
+
+async def post_message(request: Request) -> Response:
+    """``POST /api/webchat/messages`` with ``{"text": ...}`` (or a button's ``payload`` and ``title``)."""
+    conversation_id = await _conversation_id(request)
+    if conversation_id is None:
+        return _error(401, "missing or unknown session")
+    data = await _read_json(request)
+    if isinstance(data, JSONResponse):
+        return data
+    payload, text = data.get("payload"), data.get("text")
+    client_id = data.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 100):
+        return _error(400, "client_id must be a string of 1 to 100 characters")
+    limit = request.app.state.settings.webchat_max_chars
+    if payload is not None:
+        if not isinstance(payload, str) or not payload.startswith("/") or len(payload) > 500:
+            return _error(400, "payload must be a button payload starting with '/'")
+        shown = text if isinstance(text, str) and text.strip() else payload
+        message_text, shown_text = payload, shown[:limit]
+    else:
+        if not isinstance(text, str):
+            return _error(400, "text must be a string")
+        text = text.strip()
+        if not text:
+            return _error(400, "text is empty")
+        if len(text) > limit:
+            return _error(413, f"text longer than {limit} characters")
+        message_text, shown_text = text, None
+
+    def key_of(session: Session) -> str:
+        conv = session.get(Conversation, conversation_id)
+        assert conv is not None
+        return conv.key
+
+    key = await _router(request).db(key_of)
+    user_id = key.split(":", 1)[1]
+    replies = await _router(request).handle(
+        IncomingMessage(CHANNEL, user_id, message_text, client_id=client_id, shown_text=shown_text)
+    )
+    cursor = max((r.id or 0 for r in replies), default=None)
+    return JSONResponse({"messages": [r.as_json() for r in replies if r.visible], "cursor": cursor})
+
+
+async def get_messages(request: Request) -> Response:
+    """``GET /api/webchat/messages?after=<cursor>`` → replies that arrived after the cursor."""
+    conversation_id = await _conversation_id(request)
+    if conversation_id is None:
+        return _error(401, "missing or unknown session")
+    after_raw = request.query_params.get("after", "0")
+    if not after_raw.isdigit():
+        return _error(400, "after must be a non-negative integer")
+    after = int(after_raw)
+    replies = await _router(request).history(conversation_id, after)
+    cursor = max((r.id or 0 for r in replies), default=after)
+    return JSONResponse({"messages": [r.as_json() for r in replies if r.visible], "cursor": cursor})
+
+
+routes = [
+    Route("/api/webchat/sessions", create_session, methods=["POST"]),
+    Route("/api/webchat/messages", post_message, methods=["POST"]),
+    Route("/api/webchat/messages", get_messages, methods=["GET"]),
+]

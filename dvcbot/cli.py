@@ -1,0 +1,117 @@
+"""The ``dvcbot`` command: database, catalog, training and the local runner."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dvcbot import PROJECT_ROOT
+from dvcbot.settings import get_settings
+
+
+def _db_init(_: argparse.Namespace) -> int:
+    from dvcbot.db import create_schema, make_engine
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    engine.dispose()
+    print(f"Database ready: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for printing."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _catalog_check(_: argparse.Namespace) -> int:
+    from actions.catalog.schema import read_catalog
+
+    settings = get_settings()
+    catalog, errors = read_catalog(settings.catalog_dir, PROJECT_ROOT)
+    for err in errors:
+        print(err, file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} error(s) in the catalog.", file=sys.stderr)
+        return 1
+    print(f"Catalog OK: {len(catalog.procedures)} procedures, {len(catalog.groups)} groups.")
+    return 0
+
+
+def _catalog_load(_: argparse.Namespace) -> int:
+    from actions.catalog.loader import load_catalog
+    from actions.catalog.schema import read_catalog
+    from dvcbot.db import create_schema, make_engine, session_factory
+
+    settings = get_settings()
+    catalog, errors = read_catalog(settings.catalog_dir, PROJECT_ROOT)
+    if errors:
+        for err in errors:
+            print(err, file=sys.stderr)
+        print("Catalog not loaded: fix the errors above first.", file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    with session_factory(engine)() as session:
+        report = load_catalog(session, catalog)
+    engine.dispose()
+    print(f"Catalog loaded: {report.summary()}.")
+    for label, ids in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
+        if ids:
+            print(f"  {label}: {', '.join(ids)}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dvcbot.training import train
+
+    train(force=args.force)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dvcbot.supervisor import run
+    from dvcbot.training import current_model, train
+
+    model = current_model() if args.no_train else train()
+    if model is None:
+        print("No trained model: run `dvcbot train` first.", file=sys.stderr)
+        return 1
+    return run(get_settings(), model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dvcbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("init", help="create the tables").set_defaults(func=_db_init)
+
+    cat = sub.add_parser("catalog", help="procedure catalog").add_subparsers(dest="catalog_command", required=True)
+    cat.add_parser("check", help="check every catalog file; errors as file:line: message").set_defaults(
+        func=_catalog_check)
+    cat.add_parser("load", help="load the catalog into the database (idempotent)").set_defaults(func=_catalog_load)
+
+    tr = sub.add_parser("train", help="train the Rasa model if its inputs changed")
+    tr.add_argument("--force", action="store_true", help="train even if nothing changed")
+    tr.set_defaults(func=_train)
+
+    rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
+    rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")
+    rn.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

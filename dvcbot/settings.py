@@ -1,0 +1,47 @@
+"""Typed settings, read once from ``DVCBOT_*`` environment variables (see ``.env.example``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dvcbot import PROJECT_ROOT
+
+
+class Settings(BaseSettings):
+    """Everything configurable about one dvcbot deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="DVCBOT_", env_file=None, extra="ignore")
+
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'dvcbot.db'}"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    rasa_host: str = "127.0.0.1"
+    rasa_port: int = 5005
+    rasa_token: SecretStr | None = None
+    rasa_timeout: float = Field(default=15.0, description="seconds to wait for Rasa's reply")
+    actions_host: str = "127.0.0.1"
+    actions_port: int = 5055
+    redis_url: str | None = None
+    catalog_dir: Path = PROJECT_ROOT / "data" / "catalog"
+    content_dir: Path = PROJECT_ROOT / "data" / "content"
+    webchat_max_chars: int = 2000
+    official_portal_url: str = "https://dichvucong.gov.vn/"
+    log_level: str = "INFO"
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://{self.rasa_host}:{self.rasa_port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://{self.actions_host}:{self.actions_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

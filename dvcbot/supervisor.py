@@ -1,0 +1,181 @@
+"""Run the Rasa server, the action server and the gateway together (``make run``).
+
+Each process's output is prefixed with its name; Ctrl-C (or SIGTERM) stops all of them, and so does
+the death of any one. Children die with the supervisor even if it is killed (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from dvcbot import PROJECT_ROOT
+from dvcbot.settings import Settings
+from dvcbot.training import RASA_BIN, rasa_env
+
+COLORS = {"rasa": "35", "actions": "36", "gateway": "32", "run": "33"}
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Service:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = field(default=None, repr=False)
+
+
+def _printer(name: str) -> Callable[[str], None]:
+    color = COLORS.get(name, "37") if sys.stdout.isatty() else ""
+    prefix = f"\033[{color}m{name:>8} |\033[0m " if color else f"{name:>8} | "
+    lock = _PRINT_LOCK
+
+    def emit(line: str) -> None:
+        with lock:
+            sys.stdout.write(prefix + line.rstrip("\n") + "\n")
+            sys.stdout.flush()
+
+    return emit
+
+
+_PRINT_LOCK = threading.Lock()
+
+
+def services(settings: Settings, model: Path, token: str) -> list[Service]:
+    """The three processes of a local deployment."""
+    venv_bin = PROJECT_ROOT / ".venv" / "bin"
+    base = dict(os.environ)
+    base.update({
+        "DVCBOT_RASA_TOKEN": token,
+        "DVCBOT_ACTIONS_PORT": str(settings.actions_port),
+        "DVCBOT_DATABASE_URL": settings.database_url,
+        "PYTHONUNBUFFERED": "1",
+    })
+    rasa = rasa_env()
+    rasa.update(base)
+    actions = {**base, "SANIC_HOST": settings.actions_host}
+    return [
+        Service("actions", [str(venv_bin / "python"), "-m", "rasa_sdk", "--actions", "actions",
+                            "--port", str(settings.actions_port)], actions),
+        Service("rasa", [str(RASA_BIN), "run", "--enable-api", "--auth-token", token,
+                         "--interface", settings.rasa_host, "--port", str(settings.rasa_port),
+                         "--model", str(model), "--endpoints", "endpoints.yml",
+                         "--credentials", "credentials.yml"], rasa),
+        Service("gateway", [str(venv_bin / "python"), "-m", "uvicorn", "bot.app:create_app", "--factory",
+                            "--host", settings.gateway_host, "--port", str(settings.gateway_port)], base),
+    ]
+
+
+class Supervisor:
+    def __init__(self, svcs: list[Service]) -> None:
+        self.svcs = svcs
+        self.stopping = threading.Event()
+        self.say = _printer("run")
+
+    def start(self) -> None:
+        for svc in self.svcs:
+            svc.proc = subprocess.Popen(
+                svc.cmd, cwd=PROJECT_ROOT, env=svc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+            svc.pump = threading.Thread(target=self._pump, args=(svc,), daemon=True)
+            svc.pump.start()
+            self.say(f"started {svc.name} (pid {svc.proc.pid})")
+
+    def _pump(self, svc: Service) -> None:
+        emit = _printer(svc.name)
+        assert svc.proc and svc.proc.stdout
+        for raw in iter(svc.proc.stdout.readline, b""):
+            emit(raw.decode("utf-8", "replace"))
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        running = [s for s in self.svcs if s.proc and s.proc.poll() is None]
+        for svc in running:
+            assert svc.proc
+            self.say(f"stopping {svc.name}")
+            try:
+                os.killpg(svc.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        for svc in running:
+            assert svc.proc
+            try:
+                svc.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{svc.name} did not stop in time; killing it")
+            try:  # whatever is left of the group (for example Rasa's worker processes)
+                os.killpg(svc.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            svc.proc.wait()
+        for svc in running:
+            if svc.pump:
+                svc.pump.join(timeout=2)
+        self.say("all processes stopped")
+
+    def wait(self) -> int:
+        """Block until a signal or a child's exit; return the exit code for ``make run``."""
+        while not self.stopping.is_set():
+            for svc in self.svcs:
+                if svc.proc and svc.proc.poll() is not None:
+                    self.say(f"{svc.name} exited with code {svc.proc.returncode}; stopping the others")
+                    self.stop()
+                    return 1
+            time.sleep(0.3)
+        return 0
+
+
+def announce_when_ready(settings: Settings, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Print the web chat address once the gateway reports every part up."""
+    url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    started = time.monotonic()
+    while not stop.is_set():
+        try:
+            resp = httpx.get(f"{url}/healthz", timeout=3.0)
+            if resp.status_code == 200:
+                say(f"ready after {time.monotonic() - started:.0f} s. Web chat: {url}/  (Ctrl-C stops everything)")
+                return
+        except httpx.HTTPError:
+            pass
+        stop.wait(1.0)
+
+
+def run(settings: Settings, model: Path) -> int:
+    token = settings.rasa_token.get_secret_value() if settings.rasa_token else secrets.token_urlsafe(24)
+    sup = Supervisor(services(settings, model, token))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        sup.say(f"received {signal.Signals(signum).name}")
+        threading.Thread(target=sup.stop, daemon=True).start()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sup.start()
+    threading.Thread(target=announce_when_ready, args=(settings, sup.stopping, sup.say), daemon=True).start()
+    code = sup.wait()
+    while any(s.proc and s.proc.poll() is None for s in sup.svcs):
+        time.sleep(0.2)
+    return code

@@ -1,0 +1,90 @@
+"""Real conversations through the web chat API, the real Rasa model and the real action server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from actions.catalog.models import Procedure
+from dvcbot.db import make_engine
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def chat(stack: Stack) -> tuple[httpx.Client, dict[str, str]]:
+    client = httpx.Client(base_url=stack.url, timeout=30)
+    token = client.post("/api/webchat/sessions").json()["session"]
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+def say(client: httpx.Client, auth: dict[str, str], text: str) -> list[dict[str, object]]:
+    resp = client.post("/api/webchat/messages", json={"text": text}, headers=auth)
+    assert resp.status_code == 200, resp.text
+    messages: list[dict[str, object]] = resp.json()["messages"]
+    assert messages, f"no reply to {text!r}"
+    return messages
+
+
+def test_health_reports_everything_up(stack: Stack) -> None:
+    data = httpx.get(f"{stack.url}/healthz").json()
+    assert data["status"] == "ok"
+    assert {data[k]["status"] for k in ("database", "rasa", "actions")} == {"up"}
+
+
+def test_greeting_is_answered(stack: Stack) -> None:
+    client, auth = chat(stack)
+    (reply,) = say(client, auth, "xin chào")
+    assert str(reply["text"]).startswith("Xin chào anh/chị!")
+    assert {"title": "Gặp nhân viên", "payload": "/human_handoff"} in reply["buttons"]  # type: ignore[operator]
+
+
+def test_birth_registration_documents_come_from_the_catalog(stack: Stack) -> None:
+    engine = make_engine(stack.settings.database_url)
+    with Session(engine) as session:
+        proc = session.scalars(select(Procedure).where(Procedure.id == "khai_sinh")).one()
+        first_document = proc.documents[0]["name"]
+        source = proc.sources[0]
+    engine.dispose()
+    client, auth = chat(stack)
+    replies = say(client, auth, "làm giấy khai sinh cần giấy tờ gì")
+    text = "\n".join(str(r["text"]) for r in replies)
+    assert text.startswith("Hồ sơ đăng ký khai sinh gồm:")
+    assert first_document in text
+    assert f"Nguồn: {source}" in text
+
+    # the next question names no procedure: the bot remembers it
+    replies = say(client, auth, "thế lệ phí bao nhiêu")
+    text = "\n".join(str(r["text"]) for r in replies)
+    assert "khai sinh" in text
+    assert "Nguồn:" in text or "chưa có thông tin đã được kiểm chứng" in text
+
+
+def test_unaccented_text_is_understood(stack: Stack) -> None:
+    client, auth = chat(stack)
+    replies = say(client, auth, "lam giay khai sinh can giay to gi")
+    assert str(replies[0]["text"]).startswith("Hồ sơ đăng ký khai sinh gồm:")
+
+
+def test_action_server_down_gets_a_polite_answer(stack: Stack) -> None:
+    client, auth = chat(stack)
+    os.killpg(stack.service("actions"), signal.SIGKILL)
+    time.sleep(0.5)
+    (reply,) = say(client, auth, "làm giấy khai sinh cần giấy tờ gì")
+    assert "tạm gián đoạn" in str(reply["text"])
+    assert httpx.get(f"{stack.url}/healthz").json()["actions"]["status"] == "down"
+
+
+def test_rasa_down_gets_a_polite_answer(stack: Stack) -> None:
+    client, auth = chat(stack)
+    os.killpg(stack.service("rasa"), signal.SIGKILL)
+    time.sleep(0.5)
+    (reply,) = say(client, auth, "xin chào")
+    assert "tạm gián đoạn" in str(reply["text"])
+    assert {"title": "Gặp nhân viên", "payload": "/human_handoff"} in reply["buttons"]  # type: ignore[operator]

@@ -1,0 +1,58 @@
+"""A fake Rasa server speaking the REST channel and ``/status``, for gateway unit tests.
+
+The end-to-end tests use the real Rasa server; this one lets the gateway's own behaviour (storage, errors,
+ordering) be tested quickly and deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class FakeRasa:
+    token: str = "test-token"
+    mode: str = "echo"  # echo | error | empty | slow
+    delay: float = 0.0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_in_flight: dict[str, int] = field(default_factory=dict)
+
+    async def webhook(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(body)
+        sender = body["sender"]
+        self.in_flight[sender] = self.in_flight.get(sender, 0) + 1
+        self.max_in_flight[sender] = max(self.max_in_flight.get(sender, 0), self.in_flight[sender])
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight[sender] -= 1
+        if self.mode == "error":
+            return JSONResponse({"error": "boom"}, status_code=500)
+        if self.mode == "empty":
+            return JSONResponse([])
+        return JSONResponse([
+            {"recipient_id": body["sender"], "text": f"echo: {body['message']}",
+             "buttons": [{"title": "Lệ phí", "payload": "/procedure_fee"}]},
+            {"recipient_id": body["sender"], "custom": {"note": "hidden"}},
+        ])
+
+    async def status(self, request: Request) -> Response:
+        if request.query_params.get("token") != self.token:
+            return JSONResponse({"message": "unauthorized"}, status_code=401)
+        return JSONResponse({"model_file": "models/fake.tar.gz"})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/webhooks/rest/webhook", self.webhook, methods=["POST"]),
+            Route("/status", self.status),
+        ])
