@@ -84,7 +84,9 @@ def render(domain: dict[str, Any], response: str, **values: Any) -> tuple[str, l
     variations = (domain.get("responses") or {}).get(response) or [{}]
     first = variations[0]
     text = str(first.get("text", "")).format(**values)
-    buttons = [dict(b) for b in first.get("buttons") or []]
+    # payloads are filled like Rasa fills them, so doubled braces become single ones
+    buttons = [{"title": str(b["title"]), "payload": str(b["payload"]).format(**values)}
+               for b in first.get("buttons") or []]
     return text, buttons
 
 

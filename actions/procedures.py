@@ -10,7 +10,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.catalog.models import Procedure
-from actions.catalog.queries import get_group, get_procedure, search_procedures
+from actions.catalog.queries import clear_winner, get_group, get_procedure, search_procedures
 from actions.common import content, db_session, entity_values, format_date, latest_intent, render, utter
 from dvcbot.settings import get_settings
 
@@ -127,9 +127,12 @@ class ActionAnswerProcedure(Action):
                     break
             if proc is None and not mentions and tracker.get_slot("procedure"):
                 proc = get_procedure(session, str(tracker.get_slot("procedure")))
+            text = str(tracker.latest_message.get("text") or "")
+            matches = [] if proc is not None or text.startswith("/") else search_procedures(session, text)
+            winner = clear_winner(matches)
+            if winner is not None:
+                proc = get_procedure(session, winner.procedure_id)
             if proc is None:
-                text = str(tracker.latest_message.get("text") or "")
-                matches = [] if text.startswith("/") else search_procedures(session, text)
                 if matches:
                     text, _ = render(domain, "utter_procedure_suggestions")
                     buttons = [{"title": m.name, "payload": _payload(ask_intent, m.procedure_id)} for m in matches]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
@@ -26,6 +27,7 @@ from dvcbot.training import RASA_BIN, rasa_env
 
 COLORS = {"rasa": "35", "actions": "36", "gateway": "32", "run": "33"}
 PR_SET_PDEATHSIG = 1
+_PRINT_LOCK = threading.Lock()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -44,30 +46,35 @@ class Service:
     pump: threading.Thread | None = field(default=None, repr=False)
 
 
-def _printer(name: str) -> Callable[[str], None]:
-    color = COLORS.get(name, "37") if sys.stdout.isatty() else ""
+def _printer(name: str, out: TextIO | None = None) -> Callable[[str], None]:
+    stream = out or sys.stdout
+    color = COLORS.get(name, "37") if stream.isatty() else ""
     prefix = f"\033[{color}m{name:>8} |\033[0m " if color else f"{name:>8} | "
-    lock = _PRINT_LOCK
 
     def emit(line: str) -> None:
-        with lock:
-            sys.stdout.write(prefix + line.rstrip("\n") + "\n")
-            sys.stdout.flush()
+        with _PRINT_LOCK:
+            stream.write(prefix + line.rstrip("\n") + "\n")
+            stream.flush()
 
     return emit
 
-
-_PRINT_LOCK = threading.Lock()
 
 
 def services(settings: Settings, model: Path, token: str) -> list[Service]:
     """The three processes of a local deployment."""
     venv_bin = PROJECT_ROOT / ".venv" / "bin"
     base = dict(os.environ)
+    # the children read the same settings from their environment
     base.update({
         "DVCBOT_RASA_TOKEN": token,
-        "DVCBOT_ACTIONS_PORT": str(settings.actions_port),
         "DVCBOT_DATABASE_URL": settings.database_url,
+        "DVCBOT_GATEWAY_HOST": settings.gateway_host,
+        "DVCBOT_GATEWAY_PORT": str(settings.gateway_port),
+        "DVCBOT_RASA_HOST": settings.rasa_host,
+        "DVCBOT_RASA_PORT": str(settings.rasa_port),
+        "DVCBOT_ACTIONS_HOST": settings.actions_host,
+        "DVCBOT_ACTIONS_PORT": str(settings.actions_port),
+        "DVCBOT_ACTIONS_WEBHOOK_URL": f"{settings.actions_url}/webhook",
         "PYTHONUNBUFFERED": "1",
     })
     rasa = rasa_env()
@@ -86,23 +93,39 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
 
 
 class Supervisor:
-    def __init__(self, svcs: list[Service]) -> None:
+    def __init__(self, svcs: list[Service], out: TextIO | None = None) -> None:
         self.svcs = svcs
+        self.out = out
         self.stopping = threading.Event()
-        self.say = _printer("run")
+        self.say = _printer("run", out)
 
     def start(self) -> None:
         for svc in self.svcs:
-            svc.proc = subprocess.Popen(
-                svc.cmd, cwd=PROJECT_ROOT, env=svc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
-            )
-            svc.pump = threading.Thread(target=self._pump, args=(svc,), daemon=True)
-            svc.pump.start()
-            self.say(f"started {svc.name} (pid {svc.proc.pid})")
+            self._spawn(svc)
+
+    def _spawn(self, svc: Service) -> None:
+        svc.proc = subprocess.Popen(
+            svc.cmd, cwd=PROJECT_ROOT, env=svc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        svc.pump = threading.Thread(target=self._pump, args=(svc,), daemon=True)
+        svc.pump.start()
+        self.say(f"started {svc.name} (pid {svc.proc.pid})")
+
+    def restart(self, name: str) -> None:
+        """Start a service again once it has died (tests use it after killing one)."""
+        svc = next(s for s in self.svcs if s.name == name)
+        if svc.proc and svc.proc.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        if svc.proc:
+            try:
+                os.killpg(svc.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._spawn(svc)
 
     def _pump(self, svc: Service) -> None:
-        emit = _printer(svc.name)
+        emit = _printer(svc.name, self.out)
         assert svc.proc and svc.proc.stdout
         for raw in iter(svc.proc.stdout.readline, b""):
             emit(raw.decode("utf-8", "replace"))

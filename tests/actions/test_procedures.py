@@ -74,9 +74,16 @@ async def test_ambiguous_mention_asks_with_buttons_that_keep_the_question(catalo
 
 
 async def test_no_entity_searches_names_without_diacritics(catalog_db: None) -> None:
-    msgs, _ = await run(ACTION, tracker("dang ky ket hon can gi", "procedure_documents"))
-    assert msgs[0]["buttons"][0] == {"title": "Đăng ký kết hôn",
-                                     "payload": '/procedure_documents{"procedure":"ket_hon"}'}
+    # one clear match: answered directly
+    msgs, events = await run(ACTION, tracker("dang ky ket hon can gi", "procedure_steps"))
+    assert "đăng ký kết hôn" in msgs[0]["text"] and events[0]["value"] == "ket_hon"
+    # several close matches: offered as buttons that keep the question
+    msgs, events = await run(ACTION, tracker("cap the can cuoc", "procedure_steps"))
+    assert msgs[0]["text"] == "Có phải anh/chị muốn hỏi một trong các thủ tục này không ạ?"
+    assert {b["payload"] for b in msgs[0]["buttons"]} == {
+        '/procedure_steps{"procedure":"can_cuoc_cap_moi"}', '/procedure_steps{"procedure":"can_cuoc_cap_doi"}',
+        '/procedure_steps{"procedure":"can_cuoc_cap_lai"}'}
+    assert events == []
 
 
 async def test_nothing_matches_says_so_and_offers_a_person(catalog_db: None) -> None:
@@ -86,6 +93,7 @@ async def test_nothing_matches_says_so_and_offers_a_person(catalog_db: None) -> 
     assert events == []
     msgs, _ = await run(ACTION, tracker("nộp ở đâu", "procedure_place"))
     assert msgs[0]["text"].startswith("Anh/chị đang hỏi về thủ tục nào ạ?")
+    assert msgs[0]["buttons"][0]["payload"] == '/inform{"procedure":"khai_sinh"}'
 
 
 async def test_long_answers_are_split_and_buttons_go_last(catalog_db: None, engine: Engine) -> None:

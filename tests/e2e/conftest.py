@@ -7,6 +7,8 @@ against a temporary SQLite database holding the real catalog.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +40,40 @@ class Stack:
                 return svc.proc.pid
         raise KeyError(name)
 
+    def kill(self, name: str) -> None:
+        pid = self.service(name)
+        os.killpg(pid, signal.SIGKILL)
+        while self.supervisor_proc(name).poll() is None:
+            time.sleep(0.05)
 
-@pytest.fixture(scope="module")
+    def supervisor_proc(self, name: str) -> subprocess.Popen[bytes]:
+        proc = next(s.proc for s in self.supervisor.svcs if s.name == name)
+        assert proc is not None
+        return proc
+
+    def restart(self, name: str) -> None:
+        """Bring a killed service back and wait until the whole stack is healthy again."""
+        self.supervisor.restart(name)
+        wait_healthy(self.url, self.supervisor, 240)
+
+
+def wait_healthy(url: str, sup: Supervisor, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        dead = [s.name for s in sup.svcs if s.proc and s.proc.poll() is not None]
+        if dead:
+            pytest.fail(f"{', '.join(dead)} exited during start-up")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=3).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the stack did not become healthy within {seconds:.0f} s")
+        time.sleep(1)
+
+
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     model = current_model()
     if model is None:
@@ -55,23 +89,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = Settings(database_url=db_url, gateway_port=free_port(), rasa_port=free_port(),
                         actions_port=free_port(), rasa_token="e2e-token")
     os.environ.pop("DVCBOT_RASA_TOKEN", None)
-    sup = Supervisor(services(settings, Path(model), "e2e-token"))
+    log_path = tmp_path_factory.mktemp("e2e-logs") / "stack.log"
+    log = log_path.open("w", encoding="utf-8")
+    print(f"end-to-end stack log: {log_path}")
+    sup = Supervisor(services(settings, Path(model), "e2e-token"), out=log)
     sup.start()
     url = f"http://127.0.0.1:{settings.gateway_port}"
-    deadline = time.monotonic() + 240
     try:
-        while True:
-            dead = [s.name for s in sup.svcs if s.proc and s.proc.poll() is not None]
-            if dead:
-                pytest.fail(f"{', '.join(dead)} exited during start-up")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=3).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the stack did not become healthy within 240 s")
-            time.sleep(1)
+        wait_healthy(url, sup, 240)
         yield Stack(url, settings, sup)
     finally:
         sup.stop()
+        log.close()
