@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from dvcbot import PROJECT_ROOT
 from dvcbot.settings import get_settings
@@ -29,38 +30,45 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _catalog_check(_: argparse.Namespace) -> int:
+def _read_content() -> tuple[Any, Any, list[Any]]:
+    from actions.catalog.directory import read_directory
     from actions.catalog.schema import read_catalog
 
     settings = get_settings()
     catalog, errors = read_catalog(settings.catalog_dir, PROJECT_ROOT)
+    offices, office_errors = read_directory(settings.post_offices_file, PROJECT_ROOT)
+    errors = [*errors, *office_errors]
     for err in errors:
         print(err, file=sys.stderr)
+    return catalog, offices, errors
+
+
+def _catalog_check(_: argparse.Namespace) -> int:
+    catalog, offices, errors = _read_content()
     if errors:
         print(f"{len(errors)} error(s) in the catalog.", file=sys.stderr)
         return 1
-    print(f"Catalog OK: {len(catalog.procedures)} procedures, {len(catalog.groups)} groups.")
+    print(f"Catalog OK: {len(catalog.procedures)} procedures, {len(catalog.groups)} groups, "
+          f"{len(offices)} post offices.")
     return 0
 
 
 def _catalog_load(_: argparse.Namespace) -> int:
+    from actions.catalog.directory import load_directory
     from actions.catalog.loader import load_catalog
-    from actions.catalog.schema import read_catalog
     from dvcbot.db import create_schema, make_engine, session_factory
 
-    settings = get_settings()
-    catalog, errors = read_catalog(settings.catalog_dir, PROJECT_ROOT)
+    catalog, offices, errors = _read_content()
     if errors:
-        for err in errors:
-            print(err, file=sys.stderr)
         print("Catalog not loaded: fix the errors above first.", file=sys.stderr)
         return 1
-    engine = make_engine(settings.database_url)
+    engine = make_engine(get_settings().database_url)
     create_schema(engine)
     with session_factory(engine)() as session:
         report = load_catalog(session, catalog)
+        count = load_directory(session, offices)
     engine.dispose()
-    print(f"Catalog loaded: {report.summary()}.")
+    print(f"Catalog loaded: {report.summary()}; {count} post offices.")
     for label, ids in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
         if ids:
             print(f"  {label}: {', '.join(ids)}")

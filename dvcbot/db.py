@@ -50,7 +50,8 @@ def session_factory(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
 
 def create_schema(engine: Engine) -> None:
     """Create every table of the gateway and the actions (idempotent)."""
-    import actions.catalog.models  # noqa: F401  (registers tables)
+    import actions.catalog.directory
+    import actions.catalog.models  # noqa: F401
     import bot.models  # noqa: F401
 
     Base.metadata.create_all(engine)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     actions_port: int = 5055
     redis_url: str | None = None
     catalog_dir: Path = PROJECT_ROOT / "data" / "catalog"
+    post_offices_file: Path = PROJECT_ROOT / "data" / "post_offices.yml"
     content_dir: Path = PROJECT_ROOT / "data" / "content"
     webchat_max_chars: int = 2000
     official_portal_url: str = "https://dichvucong.gov.vn/"

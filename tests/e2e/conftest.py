@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
+from actions.catalog.directory import load_directory, read_directory
 from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
 from dvcbot import PROJECT_ROOT
@@ -83,8 +84,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     create_schema(engine)
     catalog, errors = read_catalog(PROJECT_ROOT / "data" / "catalog", PROJECT_ROOT)
     assert not errors, errors
+    offices, errors = read_directory(PROJECT_ROOT / "data" / "post_offices.yml", PROJECT_ROOT)
+    assert not errors, errors
     with Session(engine) as session:
         load_catalog(session, catalog)
+        load_directory(session, offices)
     engine.dispose()
     settings = Settings(database_url=db_url, gateway_port=free_port(), rasa_port=free_port(),
                         actions_port=free_port(), rasa_token="e2e-token")
