@@ -47,6 +47,9 @@ lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check --target-version py310 nlu
 	$(VENV)/bin/mypy
 
+eval-nlu: setup ## train on data/nlu, evaluate on the held-out set + 5-fold cross-validation -> reports/nlu.md
+	$(RASA_PY) -m nlu.evaluate --folds 5
+
 browser:
 	@scripts/install-browser.sh
 
