@@ -9,7 +9,7 @@ RASA_PY := $(RASA_VENV)/bin/python
 DVCBOT := $(VENV)/bin/dvcbot
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: help setup run test test-fast lint eval-nlu model content clean
+.PHONY: help setup run test test-fast test-stories lint eval-nlu model content browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,14 @@ test: setup model browser ## the whole suite: unit, PostgreSQL/Redis, end-to-end
 	$(DVCBOT) catalog check
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/rasa tests
 	$(RASA_PY) -m pytest -q -p no:cacheprovider tests/nlu tests/rasa
+	$(MAKE) --no-print-directory test-stories
+
+test-stories: model ## conversation tests (tests/test_stories.yml) against the trained model with `rasa test`
+	@model=$$($(PY) -c 'from dvcbot.training import current_model; print(current_model())'); \
+	  $(RASA_VENV)/bin/rasa test core --stories tests/test_stories.yml --model "$$model" \
+	    --fail-on-prediction-errors --out var/rasa-test > var/rasa-test.log 2>&1 \
+	  || { grep -v -i warn var/rasa-test.log | tail -30; echo "rasa test failed (full log: var/rasa-test.log)"; exit 1; }; \
+	  echo "rasa test: every story in tests/test_stories.yml passed"
 
 test-fast: setup ## unit tests only (no Rasa, no browser)
 	$(PY) -m pytest -q -m "not e2e and not browser" --ignore=tests/rasa tests

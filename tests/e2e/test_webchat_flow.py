@@ -92,3 +92,37 @@ def test_rasa_down_gets_a_polite_answer(stack: Stack) -> None:
     finally:
         stack.restart("rasa")
     assert str(say(client, auth, "xin chào")[0]["text"]).startswith("Xin chào anh/chị!")
+
+
+def test_three_questions_about_one_procedure(stack: Stack) -> None:
+    client, auth = chat(stack)
+    first = "\n".join(str(r["text"]) for r in say(client, auth, "đăng ký khai tử cần giấy tờ gì"))
+    assert first.startswith("Hồ sơ đăng ký khai tử gồm:")
+    # the catalog holds no confirmed fee for it: the bot says so instead of guessing
+    fee = "\n".join(str(r["text"]) for r in say(client, auth, "thế lệ phí bao nhiêu"))
+    assert "chưa có thông tin đã được kiểm chứng về lệ phí của thủ tục đăng ký khai tử" in fee
+    online = "\n".join(str(r["text"]) for r in say(client, auth, "làm online được không"))
+    assert online.startswith("Nộp trực tuyến đăng ký khai tử: Làm trực tuyến toàn trình")
+
+
+def test_generic_can_cuoc_offers_three_choices(stack: Stack) -> None:
+    client, auth = chat(stack)
+    (reply,) = say(client, auth, "làm căn cước mất bao lâu")
+    assert reply["text"] == "Anh/chị cần làm thủ tục căn cước nào ạ?"
+    payloads = [b["payload"] for b in reply["buttons"]]  # type: ignore[union-attr]
+    assert payloads == ['/procedure_duration{"procedure":"can_cuoc_cap_moi"}',
+                        '/procedure_duration{"procedure":"can_cuoc_cap_doi"}',
+                        '/procedure_duration{"procedure":"can_cuoc_cap_lai"}']
+    resp = client.post("/api/webchat/messages", headers=auth,
+                       json={"payload": payloads[2], "text": "Cấp lại thẻ căn cước"})
+    assert str(resp.json()["messages"][0]["text"]).startswith("Thời hạn giải quyết cấp lại thẻ căn cước:")
+
+
+def test_post_office_by_ward(stack: Stack) -> None:
+    client, auth = chat(stack)
+    (reply,) = say(client, auth, "bưu điện gần phường Hoàn Kiếm ở đâu")
+    assert str(reply["text"]).startswith("Bưu điện ở khu vực anh/chị hỏi:\n\n1. Bưu điện Trung tâm Hoàn Kiếm")
+    (ask,) = say(client, auth, "tìm bưu điện gần nhất")
+    assert str(ask["text"]).startswith("Anh/chị đang ở phường/xã nào ạ?")
+    (reply,) = say(client, auth, "phường Hoàn Kiếm")
+    assert "Bưu điện Trung tâm Hoàn Kiếm" in str(reply["text"])
