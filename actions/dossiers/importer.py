@@ -115,6 +115,8 @@ def _import_row(session: Session, row: dict[str, str], seen: dict[str, dt.dateti
     when = parse_moment(row["changed_at"])
     change = register.Change(row["status"], row["detail"] or None, row["shipment_code"] or None,
                              row["shipment_status"] or None)
+    if code in seen and seen[code] >= when:
+        raise RowError(f"the steps of {code} must be in time order")
     if dossier.id is not None:
         exists = session.scalar(select(StatusChange.id).where(
             StatusChange.dossier_id == dossier.id, StatusChange.changed_at == when,
@@ -126,8 +128,6 @@ def _import_row(session: Session, row: dict[str, str], seen: dict[str, dt.dateti
                                 .order_by(StatusChange.changed_at.desc()).limit(1))
         if latest is not None and as_utc(latest) >= when:
             raise RowError(f"this step is not newer than the register's latest step of {code}")
-    if code in seen and seen[code] >= when:
-        raise RowError(f"the steps of {code} must be in time order")
     seen[code] = when
     try:
         if register.record(session, dossier, change, "import", when) is not None:
@@ -145,11 +145,18 @@ def import_rows(session: Session, rows: list[tuple[int, dict[str, str]]], file: 
     """
     report = ImportReport()
     seen: dict[str, dt.datetime] = {}
+    broken: set[str] = set()  # dossiers whose first row failed: their later rows would only repeat that
     for line, row in rows:
+        values = {k: (row.get(k) or "").strip() for k in COLUMNS}
+        code = extract_code(values["code"]) or values["code"]
+        if code in broken:
+            continue
         try:
-            _import_row(session, {k: (row.get(k) or "").strip() for k in COLUMNS}, seen, report)
+            _import_row(session, values, seen, report)
         except RowError as exc:
             report.errors.append(f"{file}:{line}: {exc}")
+            if code not in seen:
+                broken.add(code)
     if report.errors:
         session.rollback()
         report.added, report.updated, report.steps = [], [], 0
