@@ -15,7 +15,7 @@ async def healthz(request: Request) -> Response:
     checks: dict[str, dict[str, str]] = {}
 
     try:
-        await state.router.db(lambda s: s.execute(text("SELECT 1")))
+        await state.db.run(lambda s: s.execute(text("SELECT 1")))
         checks["database"] = {"status": "up"}
     except Exception as exc:  # any driver error means down
         checks["database"] = {"status": "down", "error": type(exc).__name__}

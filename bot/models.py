@@ -1,11 +1,22 @@
-"""Gateway tables: conversations, their transcript, web chat sessions."""
+"""Gateway tables: conversations and their transcript, inbound updates, the outbox, and channel state."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dvcbot.db import Base
@@ -28,14 +39,45 @@ class Conversation(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_activity_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    @property
+    def user_id(self) -> str:
+        """The platform's id of the citizen (or chat) this conversation is with."""
+        return self.key.split(":", 1)[1]
+
+
+class InboundUpdate(Base):
+    """A platform update, stored before it is acknowledged; ``(channel, platform_id)`` makes redelivery harmless.
+
+    ``message`` is the channel-neutral :class:`bot.channels.base.IncomingMessage` the update stands for, so that
+    processing (possibly after a restart, possibly on another replica) needs nothing from the platform.
+    """
+
+    __tablename__ = "inbound_updates"
+    __table_args__ = (
+        UniqueConstraint("channel", "platform_id", name="uq_inbound_updates_platform"),
+        Index("ix_inbound_updates_pending", "status", "conversation_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    platform_id: Mapped[str] = mapped_column(String(200))
+    conversation_key: Mapped[str] = mapped_column(String(200))
+    seq: Mapped[int | None] = mapped_column(BigInteger)  # the platform's own order (Telegram update_id), if any
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
 
 class Message(Base):
     """A transcript line: ``direction`` is ``in`` (citizen) or ``out`` (bot or staff)."""
 
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("conversation_id", "client_id", name="uq_messages_client"),
         Index("ix_messages_conv_id", "conversation_id", "id"),
+        Index("ix_messages_inbound", "inbound_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -43,9 +85,60 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(3))
     sender: Mapped[str] = mapped_column(String(10))  # citizen | bot | staff | system
     text: Mapped[str | None] = mapped_column(Text)
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # buttons, image, custom
-    client_id: Mapped[str | None] = mapped_column(String(100))  # idempotency key given by the channel
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # buttons, image, custom, location
+    # the inbound update this line is (``in``) or answers (``out``)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_updates.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxEntry(Base):
+    """One platform API call still to make (or made): a reply chunk already in the platform's form.
+
+    A row is ``pending`` until the platform accepts it (``sent``) or refuses it for good (``failed``, with the
+    reason); ``not_before`` holds retry delays, ``leased_until`` marks a row a sender is working on.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_pending", "channel", "status", "recipient", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    recipient: Mapped[str] = mapped_column(String(200))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    leased_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ButtonPayload(Base):
+    """A button payload too long for the platform's callback data (Telegram: 64 bytes), referred to by id."""
+
+    __tablename__ = "button_payloads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the payload
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class ChannelToken(Base):
+    """Rotating platform credentials (Zalo's access and refresh tokens), kept across restarts and replicas."""
+
+    __tablename__ = "channel_tokens"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    seed: Mapped[str] = mapped_column(String(64))  # digest of the configured refresh token these derive from
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class WebchatSession(Base):

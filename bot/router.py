@@ -1,24 +1,28 @@
-"""The conversation router: stores what citizens say, asks Rasa (or, later, staff), stores the replies."""
+"""The conversation router: turns one stored citizen message into replies and records the whole exchange.
+
+It is called by :mod:`bot.intake` under the conversation's lock. The citizen's line, the replies and their
+outbox rows are written in one transaction together with marking the inbound update done, so that a crash
+leaves either nothing (the update is processed again) or everything (the replies will be sent).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
-import anyio
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.channels.base import Button, IncomingMessage, OutgoingMessage
-from bot.locks import ConversationLocks, LocalLocks
-from bot.models import Conversation, Message, utcnow
+from bot.database import Database
+from bot.models import Conversation, InboundUpdate, Message, utcnow
+from bot.outbox import Outbox
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.texts import GatewayTexts
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def message_out(row: Message) -> OutgoingMessage:
@@ -33,89 +37,54 @@ def message_out(row: Message) -> OutgoingMessage:
     )
 
 
-class Router:
-    """Routes one citizen message to the bot and records the whole exchange."""
+def conversation(session: Session, key: str, channel: str, display_name: str | None = None) -> Conversation:
+    """The conversation with Rasa sender id ``key``, created if new."""
+    conv = session.scalar(select(Conversation).where(Conversation.key == key))
+    if conv is None:
+        conv = Conversation(key=key, channel=channel, display_name=display_name)
+        session.add(conv)
+        try:
+            session.commit()
+        except IntegrityError:  # created concurrently by another worker
+            session.rollback()
+            conv = session.scalars(select(Conversation).where(Conversation.key == key)).one()
+    return conv
 
-    def __init__(
-        self, sessions: sessionmaker[Session], rasa: RasaClient, texts: GatewayTexts,
-        locks: ConversationLocks | None = None,
-    ) -> None:
-        self.sessions = sessions
+
+@dataclass(frozen=True)
+class _State:
+    conversation_id: int
+    mode: str
+
+
+class Router:
+    """Routes one citizen message to the bot (or, later, to staff) and stores the exchange."""
+
+    def __init__(self, db: Database, rasa: RasaClient, texts: GatewayTexts, outbox: Outbox | None = None,
+                 max_chars: int = 2000) -> None:
+        self.db = db
         self.rasa = rasa
         self.texts = texts
-        self.locks = locks or LocalLocks()
+        self.outbox = outbox
+        self.max_chars = max_chars
 
-    async def db(self, fn: Callable[[Session], T]) -> T:
-        def run() -> T:
-            with self.sessions() as session:
-                return fn(session)
+    async def process(self, inbound_id: int, msg: IncomingMessage) -> None:
+        """Answer inbound update ``inbound_id`` (holding ``msg``) and store everything; once only."""
 
-        return await anyio.to_thread.run_sync(run)
+        def open_(session: Session) -> _State:
+            conv = conversation(session, msg.conversation_key, msg.channel, msg.display_name)
+            return _State(conv.id, conv.mode)
 
-    def conversation(self, session: Session, key: str, channel: str, display_name: str | None) -> Conversation:
-        conv = session.scalar(select(Conversation).where(Conversation.key == key))
-        if conv is None:
-            conv = Conversation(key=key, channel=channel, display_name=display_name)
-            session.add(conv)
-            try:
-                session.flush()
-            except IntegrityError:  # created concurrently by another worker
-                session.rollback()
-                conv = session.scalars(select(Conversation).where(Conversation.key == key)).one()
-        return conv
+        state = await self.db.run(open_)
+        replies = await self._answer(msg) if state.mode == "bot" else []  # else: relayed by the handoff layer
+        queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies))
+        if queued and self.outbox:
+            self.outbox.notify()
 
-    async def handle(self, msg: IncomingMessage) -> list[OutgoingMessage]:
-        """Process one citizen message and return the replies (already stored in the transcript)."""
-        async with self.locks.hold(msg.conversation_key):
-            stored = await self.db(lambda s: self._store_incoming(s, msg))
-            if stored.duplicate_replies is not None:
-                return stored.duplicate_replies
-            if stored.mode != "bot":
-                return []  # relayed to staff by the handoff layer
-            replies = await self._ask_rasa(msg)
-            return await self.db(lambda s: self._store_replies(s, stored.conversation_id, replies))
-
-    class _Stored:
-        def __init__(self, conversation_id: int, mode: str, duplicate_replies: list[OutgoingMessage] | None):
-            self.conversation_id = conversation_id
-            self.mode = mode
-            self.duplicate_replies = duplicate_replies
-
-    def _store_incoming(self, session: Session, msg: IncomingMessage) -> Router._Stored:
-        conv = self.conversation(session, msg.conversation_key, msg.channel, msg.display_name)
-        if msg.client_id:
-            prior = session.scalar(
-                select(Message).where(Message.conversation_id == conv.id, Message.client_id == msg.client_id)
-            )
-            if prior is not None:
-                nxt = session.scalar(
-                    select(Message.id).where(
-                        Message.conversation_id == conv.id, Message.direction == "in", Message.id > prior.id
-                    ).order_by(Message.id).limit(1)
-                )
-                query = select(Message).where(
-                    Message.conversation_id == conv.id, Message.direction == "out", Message.id > prior.id
-                )
-                if nxt is not None:
-                    query = query.where(Message.id < nxt)
-                rows = session.scalars(query.order_by(Message.id)).all()
-                return Router._Stored(conv.id, conv.mode, [message_out(r) for r in rows])
-        session.add(
-            Message(
-                conversation_id=conv.id, direction="in", sender="citizen",
-                text=msg.shown_text or msg.text,
-                payload={"payload": msg.text} if msg.shown_text else None,
-                client_id=msg.client_id,
-            )
-        )
-        conv.last_activity_at = utcnow()
-        if msg.display_name:
-            conv.display_name = msg.display_name
-        session.commit()
-        return Router._Stored(conv.id, conv.mode, None)
-
-    async def _ask_rasa(self, msg: IncomingMessage) -> list[OutgoingMessage]:
-        metadata: dict[str, Any] = {"channel": msg.channel, "locale": "vi"}
+    async def _answer(self, msg: IncomingMessage) -> list[OutgoingMessage]:
+        if msg.notice:
+            return self.texts.messages(msg.notice, limit=self.max_chars)
+        metadata: dict[str, Any] = {"channel": msg.channel, "locale": "vi", **msg.metadata}
         if msg.display_name:
             metadata["display_name"] = msg.display_name
         try:
@@ -130,19 +99,44 @@ class Router:
             return [self.texts.message("unavailable")]
         return replies
 
-    def _store_replies(
-        self, session: Session, conversation_id: int, replies: list[OutgoingMessage]
-    ) -> list[OutgoingMessage]:
-        rows = []
-        for reply in replies:
-            row = Message(
-                conversation_id=conversation_id, direction="out", sender=reply.sender,
-                text=reply.text, payload=reply.payload_dict(),
-            )
-            session.add(row)
-            rows.append(row)
+    def _commit(self, session: Session, inbound_id: int, conversation_id: int, msg: IncomingMessage,
+                replies: list[OutgoingMessage]) -> int:
+        claimed = session.execute(
+            update(InboundUpdate).where(InboundUpdate.id == inbound_id, InboundUpdate.status == "pending")
+            .values(status="done", processed_at=utcnow())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()  # processed meanwhile by another replica: keep its answer
+            return 0
+        conv = session.get(Conversation, conversation_id)
+        assert conv is not None
+        payload: dict[str, Any] = {"payload": msg.text} if msg.shown_text else {}
+        payload.update(msg.metadata)
+        session.add(Message(conversation_id=conv.id, direction="in", sender="citizen", text=msg.transcript_text,
+                            payload=payload or None, inbound_id=inbound_id))
+        rows = [Message(conversation_id=conv.id, direction="out", sender=r.sender, text=r.text,
+                        payload=r.payload_dict(), inbound_id=inbound_id) for r in replies]
+        session.add_all(rows)
+        conv.last_activity_at = utcnow()
+        if msg.display_name:
+            conv.display_name = msg.display_name
+        session.flush()
+        queued = self.outbox.add(session, conv, list(zip(replies, rows, strict=True))) if self.outbox else 0
         session.commit()
-        return [message_out(r) for r in rows]
+        return queued
+
+    async def answers(self, inbound_id: int) -> tuple[str, list[OutgoingMessage]]:
+        """The status of an inbound update and the replies stored for it."""
+
+        def query(session: Session) -> tuple[str, list[OutgoingMessage]]:
+            status = session.scalar(select(InboundUpdate.status).where(InboundUpdate.id == inbound_id))
+            rows = session.scalars(
+                select(Message).where(Message.inbound_id == inbound_id, Message.direction == "out")
+                .order_by(Message.id)
+            ).all()
+            return status or "missing", [message_out(r) for r in rows]
+
+        return await self.db.run(query)
 
     async def history(self, conversation_id: int, after: int, limit: int = 100) -> list[OutgoingMessage]:
         """Replies (bot, staff, system) of a conversation with an id above ``after``."""
@@ -156,4 +150,4 @@ class Router:
             ).all()
             return [message_out(r) for r in rows]
 
-        return await self.db(query)
+        return await self.db.run(query)

@@ -12,24 +12,39 @@ from bot.channels.base import Button, OutgoingMessage
 from dvcbot import PROJECT_ROOT
 
 DEFAULT_PATH = PROJECT_ROOT / "data" / "content" / "gateway.yml"
-REQUIRED = ("unavailable", "empty_text", "too_long", "unsupported_media")
+REQUIRED = ("start", "unavailable", "empty_text", "too_long", "unsupported_media", "choose_by_number")
+
+
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """A key holds one message or a list of messages; each needs a text."""
+    items = value if isinstance(value, list) else [value]
+    return [i for i in items if isinstance(i, dict) and i.get("text")] if items else []
 
 
 @dataclass(frozen=True)
 class GatewayTexts:
-    raw: dict[str, dict[str, Any]]
+    raw: dict[str, list[dict[str, Any]]]
 
     @classmethod
     def load(cls, path: Path = DEFAULT_PATH) -> GatewayTexts:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        messages = data.get("messages") or {}
-        missing = [k for k in REQUIRED if not isinstance(messages.get(k), dict) or not messages[k].get("text")]
+        messages = {key: _entries(value) for key, value in (data.get("messages") or {}).items()}
+        missing = [k for k in REQUIRED if not messages.get(k)]
         if missing:
             raise ValueError(f"{path}: missing messages: {', '.join(missing)}")
         return cls(messages)
 
+    def messages(self, key: str, **values: Any) -> list[OutgoingMessage]:
+        """Every message of ``key``, with ``{placeholders}`` filled from ``values``."""
+        return [
+            OutgoingMessage(
+                text=str(entry["text"]).format(**values) if values else str(entry["text"]),
+                buttons=[Button(b["title"], b["payload"]) for b in entry.get("buttons") or []],
+                sender="system",
+            )
+            for entry in self.raw[key]
+        ]
+
     def message(self, key: str, **values: Any) -> OutgoingMessage:
-        entry = self.raw[key]
-        text = str(entry["text"]).format(**values) if values else str(entry["text"])
-        buttons = [Button(b["title"], b["payload"]) for b in entry.get("buttons") or []]
-        return OutgoingMessage(text=text, buttons=buttons, sender="system")
+        """The (first) message of ``key``."""
+        return self.messages(key, **values)[0]

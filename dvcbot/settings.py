@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     webchat_max_chars: int = 2000
     official_portal_url: str = "https://dichvucong.gov.vn/"
     log_level: str = "INFO"
+    # Telegram: the bot's token from @BotFather, the webhook's secret token, the Bot API server
+    telegram_token: SecretStr | None = None
+    telegram_secret: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_polling: bool = Field(default=False, description="long-poll instead of the webhook (local use)")
+    # Zalo Official Account (Open API v3)
+    zalo_app_id: str | None = None
+    zalo_app_secret: SecretStr | None = None
+    zalo_oa_secret_key: SecretStr | None = None
+    zalo_access_token: SecretStr | None = None
+    zalo_refresh_token: SecretStr | None = None
+    zalo_api_base: str = "https://openapi.zalo.me"
+    zalo_oauth_base: str = "https://oauth.zaloapp.com"
 
     @property
     def rasa_url(self) -> str:
@@ -40,6 +53,17 @@ class Settings(BaseSettings):
     @property
     def actions_url(self) -> str:
         return f"http://{self.actions_host}:{self.actions_port}"
+
+    @property
+    def telegram_enabled(self) -> bool:
+        """Telegram is served when its token is set."""
+        return self.telegram_token is not None
+
+    @property
+    def zalo_enabled(self) -> bool:
+        """Zalo is served when the app, its OA secret key and a refresh token are set."""
+        return bool(self.zalo_app_id and self.zalo_app_secret and self.zalo_oa_secret_key
+                    and self.zalo_refresh_token)
 
 
 @lru_cache(maxsize=1)

@@ -1,9 +1,23 @@
-"""Channel-neutral message types that every channel converts to and from."""
+"""Channel-neutral message types that every channel converts to and from, and what a sending channel provides.
+
+Locations: a shared location reaches Rasa as the text ``/post_office_find`` (the intent, so that no NLU guess is
+involved) with the REST channel metadata ``{"location": {"lat": <float>, "lon": <float>}}``; the actions read it
+from ``tracker.latest_message["metadata"]["location"]``.
+
+Gateway notices: some updates are answered by the gateway itself from ``data/content/gateway.yml`` without asking
+Rasa — ``start`` (Telegram ``/start``, Zalo ``follow``: welcome, privacy notice, menu), ``unsupported_media``
+(stickers, voice, photos, files) and ``too_long``. Such a message carries the notice's key in ``notice``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+POST_OFFICE_INTENT = "/post_office_find"
 
 
 @dataclass(frozen=True)
@@ -23,13 +37,31 @@ class IncomingMessage:
     user_id: str
     text: str
     display_name: str | None = None
-    client_id: str | None = None  # the platform's own id of this update, for idempotency
     shown_text: str | None = None  # what the citizen saw (a button's title) when ``text`` is a payload
+    metadata: dict[str, Any] = field(default_factory=dict)  # passed to Rasa, e.g. {"location": {...}}
+    notice: str | None = None  # answered by the gateway with this text of gateway.yml, not by Rasa
 
     @property
     def conversation_key(self) -> str:
         """The Rasa sender id."""
         return f"{self.channel}:{self.user_id}"
+
+    @property
+    def transcript_text(self) -> str:
+        return self.shown_text or self.text
+
+    @classmethod
+    def location(cls, channel: str, user_id: str, lat: float, lon: float, **kw: Any) -> IncomingMessage:
+        """A shared location, in the form the actions expect (see the module docstring)."""
+        return cls(channel, user_id, POST_OFFICE_INTENT, shown_text=f"📍 {lat:.5f}, {lon:.5f}",
+                   metadata={"location": {"lat": lat, "lon": lon}}, **kw)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncomingMessage:
+        return cls(**data)
 
 
 @dataclass
@@ -80,3 +112,65 @@ class OutgoingMessage:
         if self.image:
             data["image"] = self.image
         return data
+
+
+class RetryLater(Exception):
+    """The platform asked us to wait (HTTP 429 ``retry_after``) or failed for now (5xx, network)."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay  # seconds the platform advised; None: the outbox backs off by itself
+
+
+class Undeliverable(Exception):
+    """The platform refused the message for good (blocked bot, outside the reply window); recorded, not retried."""
+
+
+class PushChannel(Protocol):
+    """A channel whose replies the outbox sends (Telegram, Zalo); the web chat is pulled instead."""
+
+    name: str
+
+    def render(self, session: Session, reply: OutgoingMessage) -> list[dict[str, Any]]:
+        """Turn one reply into the bodies of the platform calls that show it (long texts split, buttons mapped)."""
+        ...
+
+    async def deliver(self, recipient: str, body: dict[str, Any]) -> None:
+        """Make one platform call; raise ``RetryLater`` or ``Undeliverable`` when it does not go through."""
+        ...
+
+
+def split_text(text: str, limit: int, size: Callable[[str], int] = len) -> list[str]:
+    """Split ``text`` into chunks of at most ``limit`` (measured by ``size``), at paragraph, line or word breaks."""
+    chunks: list[str] = []
+    rest = text.strip()
+    while size(rest) > limit:
+        cut = _longest_prefix(rest, limit, size)
+        head = rest[:cut]
+        for sep in ("\n\n", "\n", " "):
+            at = head.rfind(sep)
+            if at > cut // 2:
+                head = rest[:at]
+                break
+        chunks.append(head.rstrip())
+        rest = rest[len(head):].lstrip()
+    if rest:
+        chunks.append(rest)
+    return chunks
+
+
+def _longest_prefix(text: str, limit: int, size: Callable[[str], int]) -> int:
+    """The length of the longest prefix of ``text`` whose size is within ``limit`` (binary search)."""
+    lo, hi = 0, min(len(text), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if size(text[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return max(lo, 1)
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, the way Telegram counts message length."""
+    return len(text.encode("utf-16-le")) // 2

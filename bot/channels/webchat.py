@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-from typing import Any
+import uuid
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,15 +13,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.channels.base import IncomingMessage
+from bot.channels.http import error, read_json
+from bot.database import Database
+from bot.intake import Intake
 from bot.models import Conversation, WebchatSession
 from bot.router import Router
 
 CHANNEL = "webchat"
 MAX_BODY_BYTES = 16 * 1024
-
-
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
 
 
 def _hash(token: str) -> str:
@@ -32,6 +30,11 @@ def _hash(token: str) -> str:
 def _router(request: Request) -> Router:
     router: Router = request.app.state.router
     return router
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
 async def _conversation_id(request: Request) -> int | None:
@@ -44,7 +47,7 @@ async def _conversation_id(request: Request) -> int | None:
     def lookup(session: Session) -> int | None:
         return session.scalar(select(WebchatSession.conversation_id).where(WebchatSession.token_hash == digest))
 
-    return await _router(request).db(lookup)
+    return await _db(request).run(lookup)
 
 
 async def create_session(request: Request) -> Response:
@@ -59,54 +62,36 @@ async def create_session(request: Request) -> Response:
         session.add(WebchatSession(token_hash=_hash(token), conversation_id=conv.id))
         session.commit()
 
-    await _router(request).db(create)
+    await _db(request).run(create)
     return JSONResponse({"session": token}, status_code=201)
-
-
-async def _read_json(request: Request) -> dict[str, Any] | JSONResponse:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "body must be JSON")
-    if not isinstance(data, dict):
-        return _error(400, "body must be a JSON object")
-    return data
 
 
 async def post_message(request: Request) -> Response:
     """``POST /api/webchat/messages`` with ``{"text": ...}`` (or a button's ``payload`` and ``title``)."""
     conversation_id = await _conversation_id(request)
     if conversation_id is None:
-        return _error(401, "missing or unknown session")
-    data = await _read_json(request)
+        return error(401, "missing or unknown session")
+    data = await read_json(request, MAX_BODY_BYTES)
     if isinstance(data, JSONResponse):
         return data
     payload, text = data.get("payload"), data.get("text")
     client_id = data.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 100):
-        return _error(400, "client_id must be a string of 1 to 100 characters")
+        return error(400, "client_id must be a string of 1 to 100 characters")
     limit = request.app.state.settings.webchat_max_chars
     if payload is not None:
         if not isinstance(payload, str) or not payload.startswith("/") or len(payload) > 500:
-            return _error(400, "payload must be a button payload starting with '/'")
+            return error(400, "payload must be a button payload starting with '/'")
         shown = text if isinstance(text, str) and text.strip() else payload
         message_text, shown_text = payload, shown[:limit]
     else:
         if not isinstance(text, str):
-            return _error(400, "text must be a string")
+            return error(400, "text must be a string")
         text = text.strip()
         if not text:
-            return _error(400, "text is empty")
+            return error(400, "text is empty")
         if len(text) > limit:
-            return _error(413, f"text longer than {limit} characters")
+            return error(413, f"text longer than {limit} characters")
         message_text, shown_text = text, None
 
     def key_of(session: Session) -> str:
@@ -114,11 +99,16 @@ async def post_message(request: Request) -> Response:
         assert conv is not None
         return conv.key
 
-    key = await _router(request).db(key_of)
-    user_id = key.split(":", 1)[1]
-    replies = await _router(request).handle(
-        IncomingMessage(CHANNEL, user_id, message_text, client_id=client_id, shown_text=shown_text)
-    )
+    key = await _db(request).run(key_of)
+    msg = IncomingMessage(CHANNEL, key.split(":", 1)[1], message_text, shown_text=shown_text)
+    # a client_id makes a retry idempotent; without one every request is a new message
+    platform_id = f"{conversation_id}:{client_id or uuid.uuid4().hex}"
+    intake: Intake = request.app.state.intake
+    stored = await intake.store(CHANNEL, platform_id, msg)
+    await intake.drain(key)
+    status, replies = await _router(request).answers(stored.id)
+    if status == "pending":
+        return error(503, "the message is stored but could not be answered yet; fetch the answer later")
     cursor = max((r.id or 0 for r in replies), default=None)
     return JSONResponse({"messages": [r.as_json() for r in replies if r.visible], "cursor": cursor})
 
@@ -127,10 +117,10 @@ async def get_messages(request: Request) -> Response:
     """``GET /api/webchat/messages?after=<cursor>`` → replies that arrived after the cursor."""
     conversation_id = await _conversation_id(request)
     if conversation_id is None:
-        return _error(401, "missing or unknown session")
+        return error(401, "missing or unknown session")
     after_raw = request.query_params.get("after", "0")
     if not after_raw.isdigit():
-        return _error(400, "after must be a non-negative integer")
+        return error(400, "after must be a non-negative integer")
     after = int(after_raw)
     replies = await _router(request).history(conversation_id, after)
     cursor = max((r.id or 0 for r in replies), default=after)

@@ -18,14 +18,6 @@ from tests.servers import free_port, serve
 
 
 @pytest.fixture
-def fake_rasa() -> Iterator[tuple[FakeRasa, int]]:
-    fake = FakeRasa()
-    port = free_port()
-    with serve(fake.app(), port):
-        yield fake, port
-
-
-@pytest.fixture
 def gateway(database_url: str, engine: Engine, fake_rasa: tuple[FakeRasa, int]) -> Iterator[str]:
     _, rasa_port = fake_rasa
     settings = Settings(database_url=database_url, rasa_port=rasa_port, rasa_token="test-token",

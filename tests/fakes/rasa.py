@@ -24,6 +24,11 @@ class FakeRasa:
     received: list[dict[str, Any]] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
+    replies: list[dict[str, Any]] | None = None  # answer this instead of the echo
+
+    def messages(self, sender: str) -> list[str]:
+        """The texts Rasa received from ``sender``, in order."""
+        return [b["message"] for b in self.received if b["sender"] == sender]
 
     async def webhook(self, request: Request) -> Response:
         body = await request.json()
@@ -40,6 +45,8 @@ class FakeRasa:
             return JSONResponse({"error": "boom"}, status_code=500)
         if self.mode == "empty":
             return JSONResponse([])
+        if self.replies is not None:
+            return JSONResponse([{"recipient_id": sender, **r} for r in self.replies])
         return JSONResponse([
             {"recipient_id": body["sender"], "text": f"echo: {body['message']}",
              "buttons": [{"title": "Lệ phí", "payload": "/procedure_fee"}]},

@@ -1,0 +1,126 @@
+"""The gateway's parts wired together for one process: database, Rasa, channels, router, intake, outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import redis.asyncio as redis
+
+from bot.channels.base import PushChannel
+from bot.channels.telegram import Telegram
+from bot.channels.telegram_limits import TelegramLimits
+from bot.channels.zalo import Zalo
+from bot.channels.zalo_tokens import ZaloCredentials
+from bot.database import Database
+from bot.intake import Intake
+from bot.locks import ConversationLocks, LocalLocks, RedisLocks
+from bot.outbox import Outbox
+from bot.rasa_client import RasaClient
+from bot.router import Router
+from bot.texts import GatewayTexts
+from dvcbot.db import create_schema, make_engine
+from dvcbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    http: httpx.AsyncClient
+    rasa: RasaClient
+    router: Router
+    intake: Intake
+    outbox: Outbox
+    telegram: Telegram | None = None
+    zalo: Zalo | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def build_channels(settings: Settings, db: Database, http: httpx.AsyncClient, texts: GatewayTexts,
+                   telegram_limits: TelegramLimits | None = None) -> tuple[Telegram | None, Zalo | None]:
+    """The push channels whose credentials are configured."""
+    telegram = zalo = None
+    if settings.telegram_enabled:
+        telegram = Telegram(_secret(settings.telegram_token) or "", _secret(settings.telegram_secret),
+                            settings.telegram_api_base, db, max_chars=settings.webchat_max_chars,
+                            limits=telegram_limits)
+    if settings.zalo_enabled:
+        creds = ZaloCredentials(settings.zalo_app_id or "", _secret(settings.zalo_app_secret) or "",
+                                _secret(settings.zalo_access_token), _secret(settings.zalo_refresh_token) or "",
+                                settings.zalo_oauth_base)
+        zalo = Zalo(creds, _secret(settings.zalo_oa_secret_key) or "", settings.zalo_api_base, db, http, texts,
+                    max_chars=settings.webchat_max_chars)
+    return telegram, zalo
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | None = None
+                          ) -> AsyncIterator[Gateway]:
+    """Start every part (and the background work: sending, sweeping, polling); stop them on exit.
+
+    ``telegram_limits`` replaces Telegram's flood limits (tests that need many messages in one chat).
+    """
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    db = Database(engine)
+    redis_client = redis.from_url(settings.redis_url) if settings.redis_url else None
+    locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()
+    texts = GatewayTexts.load()
+    try:
+        async with httpx.AsyncClient() as http:
+            rasa = RasaClient(settings.rasa_url, _secret(settings.rasa_token), settings.rasa_timeout, http)
+            telegram, zalo = build_channels(settings, db, http, texts, telegram_limits)
+            channels: dict[str, PushChannel] = {c.name: c for c in (telegram, zalo) if c is not None}
+            outbox = Outbox(db, channels)
+            router = Router(db, rasa, texts, outbox, settings.webchat_max_chars)
+            intake = Intake(db, router, locks)
+            gw = Gateway(settings, db, http, rasa, router, intake, outbox, telegram, zalo)
+            await _start(gw, single_process=redis_client is None)
+            try:
+                yield gw
+            finally:
+                await _stop(gw)
+    finally:
+        if redis_client:
+            await redis_client.aclose()
+        engine.dispose()
+
+
+async def _start(gw: Gateway, single_process: bool) -> None:
+    if gw.telegram:
+        await gw.telegram.start()
+    if single_process:  # no other replica can be sending: leases left behind belong to a dead process
+        await gw.outbox.release_leases()
+    gw.tasks += [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep())]
+    if gw.telegram and gw.settings.telegram_polling:
+        gw.tasks.append(asyncio.create_task(gw.telegram.poll(gw.intake)))
+    pending = await gw.intake.recover()
+    if pending:
+        log.info("resuming %d conversation(s) with updates left unprocessed", pending)
+
+
+async def _stop(gw: Gateway) -> None:
+    poller, workers = gw.tasks[2:], gw.tasks[:2]
+    for task in poller:
+        task.cancel()
+    await gw.intake.close()  # answers being computed still reach the outbox
+    for task in workers:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*gw.tasks, return_exceptions=True)
+    await gw.outbox.drain()
+    if gw.telegram:
+        await gw.telegram.stop()

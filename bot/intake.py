@@ -1,0 +1,163 @@
+"""Intake: every inbound update is stored before it is acknowledged, then processed once, in order.
+
+A channel calls :meth:`Intake.store` with the platform's own id of the update; the unique constraint on
+``(channel, platform_id)`` recognises a redelivery. Processing happens per conversation under the conversation
+lock (:mod:`bot.locks`): whoever holds it works through *all* pending updates of that conversation in the
+platform's order, so a webhook landing on any replica, a restart or a retry cannot reorder or repeat them. Updates
+left pending by a process that died are picked up at start-up and by a periodic sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.channels.base import IncomingMessage
+from bot.database import Database
+from bot.locks import ConversationLocks
+from bot.models import InboundUpdate, utcnow
+from bot.router import Router
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    duplicate: bool
+
+
+class Intake:
+    """Stores inbound updates and runs the router over them, one conversation at a time."""
+
+    def __init__(self, db: Database, router: Router, locks: ConversationLocks, *, max_attempts: int = 5,
+                 sweep_every: float = 5.0, stale_after: float = 10.0) -> None:
+        self.db = db
+        self.router = router
+        self.locks = locks
+        self.max_attempts = max_attempts
+        self.sweep_every = sweep_every
+        self.stale_after = stale_after  # a pending update this old has lost its worker
+        self._queued: set[str] = set()  # conversations with a drain that has not started reading yet
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def store(self, channel: str, platform_id: str, msg: IncomingMessage, seq: int | None = None) -> Stored:
+        """Store one update (idempotent on ``(channel, platform_id)``); call before acknowledging it."""
+
+        def insert(session: Session) -> Stored:
+            query = select(InboundUpdate.id).where(InboundUpdate.channel == channel,
+                                                   InboundUpdate.platform_id == platform_id)
+            existing = session.scalar(query)
+            if existing is not None:
+                return Stored(existing, True)
+            row = InboundUpdate(channel=channel, platform_id=platform_id, conversation_key=msg.conversation_key,
+                                seq=seq, message=msg.as_json())
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:  # the same update, stored a moment ago by a concurrent delivery
+                session.rollback()
+                return Stored(session.scalars(query).one(), True)
+            return Stored(row.id, False)
+
+        return await self.db.run(insert)
+
+    def schedule(self, key: str) -> None:
+        """Process the pending updates of conversation ``key`` in the background."""
+        if key in self._queued:
+            return  # a drain that has not read the queue yet will see the new update too
+        self._queued.add(key)
+        task = asyncio.create_task(self._drain_logged(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_logged(self, key: str) -> None:
+        try:
+            await self.drain(key)
+        except Exception:
+            log.exception("processing conversation %s failed; the sweep will retry", key)
+
+    async def drain(self, key: str) -> None:
+        """Process every pending update of conversation ``key``, oldest first, under its lock."""
+        async with self.locks.hold(key):
+            self._queued.discard(key)
+            while True:
+                pending = await self.db.run(lambda s: self._pending(s, key))
+                if not pending:
+                    return
+                for row_id, data in pending:
+                    if not await self._process(row_id, IncomingMessage.from_json(data)):
+                        return  # keep the order: later updates wait for this one's retry
+
+    @staticmethod
+    def _pending(session: Session, key: str) -> list[tuple[int, dict[str, Any]]]:
+        rows = session.execute(
+            select(InboundUpdate.id, InboundUpdate.message)
+            .where(InboundUpdate.conversation_key == key, InboundUpdate.status == "pending")
+            .order_by(InboundUpdate.seq, InboundUpdate.id)
+            .limit(100)
+        ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    async def _process(self, row_id: int, msg: IncomingMessage) -> bool:
+        try:
+            await self.router.process(row_id, msg)
+            return True
+        except Exception as exc:
+            log.exception("inbound update %s could not be processed", row_id)
+            reason = f"{type(exc).__name__}: {exc}"
+            await self.db.run(lambda s: self._failed(s, row_id, reason))
+            return False
+
+    def _failed(self, session: Session, row_id: int, reason: str) -> None:
+        row = session.get(InboundUpdate, row_id)
+        if row is None or row.status != "pending":
+            return
+        row.attempts += 1
+        row.error = reason[:1000]
+        if row.attempts >= self.max_attempts:
+            row.status = "failed"  # kept for inspection; the conversation moves on
+            log.error("inbound update %s given up after %d attempts", row_id, row.attempts)
+        session.commit()
+
+    async def recover(self, older_than: float = 0.0) -> int:
+        """Schedule every conversation with updates pending for more than ``older_than`` seconds."""
+
+        def keys(session: Session) -> list[str]:
+            cutoff = utcnow() - dt.timedelta(seconds=older_than)
+            return list(session.scalars(
+                select(InboundUpdate.conversation_key)
+                .where(InboundUpdate.status == "pending", InboundUpdate.received_at <= cutoff)
+                .distinct()
+            ))
+
+        found = await self.db.run(keys)
+        for key in found:
+            self.schedule(key)
+        return len(found)
+
+    async def sweep(self) -> None:
+        """Every ``sweep_every`` seconds, pick up updates nobody is processing (another replica died, a retry)."""
+        while True:
+            await asyncio.sleep(self.sweep_every)
+            try:
+                await self.recover(self.stale_after)
+            except Exception:
+                log.exception("intake sweep failed")
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Let running drains finish (for up to ``grace`` s); what is cut off stays pending for the next start."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,58 @@
+"""Personal numbers out of the logs: phone numbers and CCCD-like digit runs are masked in every log record."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+# nine or more digits, optionally grouped by single spaces, dots or dashes ("0912 345 678", "001099012345")
+PERSONAL_NUMBER = re.compile(r"(?<![\d])\+?\d(?:[ .\-]?\d){8,}(?![\d])")
+KEEP = 3  # trailing digits left readable, enough to tell two records apart
+
+
+def mask(text: str) -> str:
+    """``text`` with every long digit run masked except its last three digits."""
+
+    def hide(match: re.Match[str]) -> str:
+        run = match.group()
+        total = sum(c.isdigit() for c in run)
+        seen = 0
+        out = []
+        for c in run:
+            if c.isdigit():
+                seen += 1
+                out.append(c if seen > total - KEEP else "*")
+            else:
+                out.append(c)
+        return "".join(out)
+
+    return PERSONAL_NUMBER.sub(hide, text)
+
+
+def mask_record(record: logging.LogRecord) -> None:
+    """Mask a record's message and traceback in place (the formatter then uses the masked text)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string is logging's problem to report, not ours
+        return
+    masked = mask(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+
+
+def install() -> None:
+    """Mask every record created from now on, whichever logger or handler it goes to (idempotent)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "masks_personal_numbers", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        mask_record(record)
+        return record
+
+    factory.masks_personal_numbers = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

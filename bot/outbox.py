@@ -1,0 +1,187 @@
+"""The outbox: replies for push channels, stored with the transcript, sent by a worker that survives restarts.
+
+Each row is one platform call. The worker sends the oldest pending row of every recipient (so one chat's
+messages keep their order), leases it while the call is in flight, and then marks it ``sent``, ``failed`` (the
+platform refused it for good; the reason is kept) or schedules a retry — after the platform's ``retry_after``
+when it gave one, with exponential back-off otherwise. Nothing is dropped: a row is pending until one of those
+happens, including across a restart. A row whose call was in flight when the process died is sent again (the
+platforms offer no idempotency key), so delivery is at least once at that one point and exactly once elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from bot.channels.base import OutgoingMessage, PushChannel, RetryLater, Undeliverable
+from bot.database import Database
+from bot.models import Conversation, Message, OutboxEntry, utcnow
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    channel: str
+    recipient: str
+    body: dict[str, Any]
+    attempts: int
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failure without advice from the platform."""
+    return float(min(2 ** max(attempts - 1, 0), MAX_BACKOFF))
+
+
+class Outbox:
+    """Writes replies for push channels into the outbox table and delivers them."""
+
+    def __init__(self, db: Database, channels: dict[str, PushChannel], *, concurrency: int = 64,
+                 poll: float = 0.5, lease: float = 30.0) -> None:
+        self.db = db
+        self.channels = channels
+        self.concurrency = concurrency
+        self.poll = poll
+        self.lease = lease  # longer than any platform call may take
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # --- writing (inside the transaction that stores the replies) ----------------------------------------------
+
+    def add(self, session: Session, conversation: Conversation,
+            replies: list[tuple[OutgoingMessage, Message]]) -> int:
+        """Queue the visible ``replies`` of a push-channel conversation; returns the number of rows."""
+        channel = self.channels.get(conversation.channel)
+        if channel is None:
+            return 0
+        count = 0
+        for reply, row in replies:
+            if not reply.visible:
+                continue
+            for body in channel.render(session, reply):
+                session.add(OutboxEntry(channel=conversation.channel, conversation_id=conversation.id,
+                                        recipient=conversation.user_id, body=body, message_id=row.id))
+                count += 1
+        return count
+
+    def notify(self) -> None:
+        """Wake the worker: rows were committed."""
+        self._wake.set()
+
+    # --- sending ---------------------------------------------------------------------------------------------
+
+    async def release_leases(self) -> int:
+        """Free the leases of a previous run; only safe when no other gateway process is sending."""
+
+        def release(session: Session) -> int:
+            result = session.execute(
+                update(OutboxEntry).where(OutboxEntry.status == "pending", OutboxEntry.leased_until.is_not(None))
+                .values(leased_until=None)
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self.db.run(release)
+
+    def _claim(self, session: Session, limit: int) -> list[Claimed]:
+        now = utcnow()
+        other = aliased(OutboxEntry)
+        head = (
+            select(func.min(other.id))
+            .where(other.channel == OutboxEntry.channel, other.recipient == OutboxEntry.recipient,
+                   other.status == "pending")
+            .scalar_subquery()
+        )
+        due = (
+            select(OutboxEntry.id)
+            .where(OutboxEntry.status == "pending", OutboxEntry.channel.in_(list(self.channels)),
+                   OutboxEntry.id == head, OutboxEntry.not_before <= now,
+                   or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
+            .order_by(OutboxEntry.id)
+            .limit(limit)
+        )
+        ids = list(session.scalars(due))
+        if not ids:
+            return []
+        # compare-and-set: of two senders (replicas) that picked the same row, one gets it
+        rows = session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id.in_(ids), OutboxEntry.status == "pending",
+                   or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
+            .values(leased_until=now + dt.timedelta(seconds=self.lease), attempts=OutboxEntry.attempts + 1)
+            .returning(OutboxEntry.id, OutboxEntry.channel, OutboxEntry.recipient, OutboxEntry.body,
+                       OutboxEntry.attempts)
+        ).all()
+        session.commit()
+        return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
+
+    def _record(self, session: Session, claimed: Claimed, error: BaseException | None) -> None:
+        now = utcnow()
+        values: dict[str, Any] = {"leased_until": None}
+        if error is None:
+            values.update(status="sent", sent_at=now, last_error=None)
+        elif isinstance(error, Undeliverable):
+            values.update(status="failed", last_error=str(error)[:1000])
+        else:
+            delay = error.delay if isinstance(error, RetryLater) and error.delay is not None else backoff(
+                claimed.attempts)
+            values.update(not_before=now + dt.timedelta(seconds=delay),
+                          last_error=f"{type(error).__name__}: {error}"[:1000])
+        session.execute(update(OutboxEntry).where(OutboxEntry.id == claimed.id).values(**values))
+        session.commit()
+
+    async def _send(self, claimed: Claimed) -> None:
+        error: BaseException | None = None
+        try:
+            await self.channels[claimed.channel].deliver(claimed.recipient, claimed.body)
+        except (RetryLater, Undeliverable) as exc:
+            error = exc
+        except Exception as exc:  # a bug or an unexpected platform answer: retry later, never drop
+            log.exception("outbox row %s: unexpected error", claimed.id)
+            error = exc
+        if isinstance(error, Undeliverable):
+            log.warning("outbox row %s to %s refused for good: %s", claimed.id, claimed.channel, error)
+        for attempt in range(5):  # the platform has it: try hard to remember that
+            try:
+                await self.db.run(lambda s: self._record(s, claimed, error))
+                break
+            except Exception:
+                log.exception("outbox row %s: could not record the outcome (attempt %d)", claimed.id, attempt + 1)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send until cancelled."""
+        while True:
+            self._wake.clear()
+            free = self.concurrency - len(self._inflight)
+            claimed: list[Claimed] = []
+            if free > 0:
+                try:
+                    claimed = await self.db.run(functools.partial(self._claim, limit=free))
+                except Exception:
+                    log.exception("outbox: could not read pending rows")
+            for row in claimed:
+                task = asyncio.create_task(self._send(row))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if len(claimed) < free or free <= 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def drain(self, grace: float = 5.0) -> None:
+        """Let the calls in flight finish (for up to ``grace`` s), then cancel the rest."""
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()
