@@ -1,7 +1,7 @@
 """The real stack for end-to-end tests: the trained Rasa model, the action server and the gateway.
 
 All three are started through ``dvcbot.supervisor`` (the code behind ``make run``) on free loopback ports,
-against a temporary SQLite database holding the real catalog.
+against a temporary SQLite database holding the real catalog and the demo dossier register.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from actions.catalog.directory import load_directory, read_directory
 from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
+from actions.dossiers.importer import import_csv
+from actions.dossiers.models import create_tables
 from dvcbot import PROJECT_ROOT
 from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
@@ -86,9 +88,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert not errors, errors
     offices, errors = read_directory(PROJECT_ROOT / "data" / "post_offices.yml", PROJECT_ROOT)
     assert not errors, errors
+    create_tables(engine)
     with Session(engine) as session:
         load_catalog(session, catalog)
         load_directory(session, offices)
+        register = import_csv(session, PROJECT_ROOT / "data" / "dossiers" / "demo_register.csv")
+        assert not register.errors, register.errors
     engine.dispose()
     settings = Settings(database_url=db_url, gateway_port=free_port(), rasa_port=free_port(),
                         actions_port=free_port(), rasa_token="e2e-token")
