@@ -93,3 +93,17 @@ def test_a_bad_code_is_explained_and_the_citizen_can_leave(stack: Stack) -> None
     left = text_of(press(client, auth, "/stop", "Dừng tra cứu"))
     assert "đã dừng tra cứu hồ sơ" in left
     assert text_of(say(client, auth, "xin chào")).startswith("Xin chào anh/chị!")
+
+
+def test_five_failures_lock_the_look_up_and_offer_a_person(stack: Stack) -> None:
+    client, auth = chat(stack)
+    say(client, auth, "tra cứu hồ sơ")
+    for n in range(5):
+        # a new code typed at the digits prompt replaces the previous one
+        assert ASK_DIGITS in text_of(say(client, auth, f"000.00.04.H26-261112-09{n:02d}"))
+        last = say(client, auth, "1111")
+    assert "tạm khoá việc tra cứu hồ sơ" in text_of(last)
+    assert {"title": "Gặp nhân viên", "payload": "/human_handoff"} in last[-1]["buttons"]  # type: ignore[operator]
+    # starting again is refused at once, before anything is asked
+    again = say(client, auth, f"tra cứu hồ sơ {POSTED}")
+    assert "tạm khoá việc tra cứu hồ sơ" in text_of(again) and ASK_DIGITS not in text_of(again)
