@@ -108,25 +108,27 @@ class Intake:
         return [(r[0], r[1]) for r in rows]
 
     async def _process(self, row_id: int, msg: IncomingMessage) -> bool:
+        """Process one update; ``False`` when it failed and will be retried (later updates must wait)."""
         try:
             await self.router.process(row_id, msg)
             return True
         except Exception as exc:
             log.exception("inbound update %s could not be processed", row_id)
             reason = f"{type(exc).__name__}: {exc}"
-            await self.db.run(lambda s: self._failed(s, row_id, reason))
-            return False
+            return await self.db.run(lambda s: self._failed(s, row_id, reason))
 
-    def _failed(self, session: Session, row_id: int, reason: str) -> None:
+    def _failed(self, session: Session, row_id: int, reason: str) -> bool:
+        """Count a failed attempt; ``True`` when the update is given up (the conversation moves on)."""
         row = session.get(InboundUpdate, row_id)
         if row is None or row.status != "pending":
-            return
+            return True
         row.attempts += 1
         row.error = reason[:1000]
         if row.attempts >= self.max_attempts:
-            row.status = "failed"  # kept for inspection; the conversation moves on
+            row.status = "failed"  # kept for inspection
             log.error("inbound update %s given up after %d attempts", row_id, row.attempts)
         session.commit()
+        return row.status == "failed"
 
     async def recover(self, older_than: float = 0.0) -> int:
         """Schedule every conversation with updates pending for more than ``older_than`` seconds."""

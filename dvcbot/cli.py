@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")
     rn.set_defaults(func=_run)
+
+    from bot.channels.telegram_admin import add_commands as telegram_commands
+
+    telegram_commands(sub)
     return parser
 
 

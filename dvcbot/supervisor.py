@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 import httpx
+from pydantic import SecretStr
 
 from dvcbot import PROJECT_ROOT
 from dvcbot.settings import Settings
@@ -60,6 +61,22 @@ def _printer(name: str, out: TextIO | None = None) -> Callable[[str], None]:
 
 
 
+CHANNEL_SETTINGS = ("telegram_token", "telegram_secret", "telegram_api_base", "telegram_polling", "zalo_app_id",
+                    "zalo_app_secret", "zalo_oa_secret_key", "zalo_access_token", "zalo_refresh_token",
+                    "zalo_api_base", "zalo_oauth_base")
+
+
+def channel_env(settings: Settings) -> dict[str, str]:
+    """The Telegram and Zalo settings that are set, as the gateway reads them from its environment."""
+    env = {}
+    for name in CHANNEL_SETTINGS:
+        value = getattr(settings, name)
+        if value is not None:
+            value = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[f"DVCBOT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 def services(settings: Settings, model: Path, token: str) -> list[Service]:
     """The three processes of a local deployment."""
     venv_bin = PROJECT_ROOT / ".venv" / "bin"
@@ -77,6 +94,7 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
         "DVCBOT_ACTIONS_WEBHOOK_URL": f"{settings.actions_url}/webhook",
         "PYTHONUNBUFFERED": "1",
     })
+    base.update(channel_env(settings))
     rasa = rasa_env()
     rasa.update(base)
     actions = {**base, "SANIC_HOST": settings.actions_host}

@@ -49,6 +49,7 @@ TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64
 MAX_BODY_BYTES = 256 * 1024
 ALLOWED_UPDATES = ["message", "callback_query"]
+WEBHOOK_PATH = "/webhooks/telegram"
 MENU_COMMANDS = re.compile(r"^/(start|help|menu)(@\w+)?(\s|$)", re.IGNORECASE)
 MEDIA = (filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.PHOTO | filters.Document.ALL
          | filters.VIDEO | filters.VIDEO_NOTE | filters.ANIMATION | filters.CONTACT | filters.POLL | filters.Dice.ALL
@@ -294,4 +295,4 @@ async def telegram_webhook(request: Request) -> Response:
     return await channel.webhook(request)
 
 
-routes = [Route("/webhooks/telegram", telegram_webhook, methods=["POST"])]
+routes = [Route(WEBHOOK_PATH, telegram_webhook, methods=["POST"])]

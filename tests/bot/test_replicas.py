@@ -10,11 +10,15 @@ import pytest
 import redis.asyncio as redis
 
 from bot.app import create_app
+from bot.channels.telegram_limits import TelegramLimits
 from bot.locks import RedisLocks
 from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
+from tests.bot.helpers import TELEGRAM_SECRET, channel_settings, eventually
 from tests.db import _pg_database
 from tests.fakes.rasa import FakeRasa
+from tests.fakes.telegram import FakeTelegram, text_update
+from tests.fakes.zalo import FakeZalo
 from tests.servers import free_port, serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -70,3 +74,27 @@ async def test_two_replicas_one_conversation(pg_url: str, redis_url: str) -> Non
     assert fake.max_in_flight[sender] == 1
     assert [m["text"] for m in history] == [f"echo: {b['message']}" for b in fake.received]
     assert sorted(m["text"] for m in history) == sorted(f"echo: m{i}" for i in range(12))
+
+
+async def test_two_replicas_one_telegram_chat(pg_url: str, redis_url: str) -> None:
+    """Webhooks of one chat land on either replica; both send from the shared outbox: once each, in order."""
+    engine = make_engine(pg_url)
+    create_schema(engine)
+    engine.dispose()
+    rasa, telegram, zalo = FakeRasa(delay=0.02), FakeTelegram(), FakeZalo()
+    rasa_port = free_port()
+    limits = {"per_chat": (100, 1.0)}
+    with serve(rasa.app(), rasa_port), serve(telegram.app()) as tg_url, serve(zalo.app()) as zalo_url:
+        settings = channel_settings(pg_url, rasa_port, tg_url, zalo, zalo_url, redis_url=redis_url)
+        with serve(create_app(settings, telegram_limits=TelegramLimits(**limits))) as one, \
+                serve(create_app(settings, telegram_limits=TelegramLimits(**limits))) as two:
+            async with httpx.AsyncClient(timeout=30) as client:
+                headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+                for i in range(20):
+                    resp = await client.post(f"{(one, two)[i % 2]}/webhooks/telegram",
+                                             json=text_update(700 + i, 9301, f"m{i}"), headers=headers)
+                    assert resp.status_code == 200
+                await eventually(lambda: len(telegram.sent(9301)) == 20, within=60, what="20 replies")
+                await asyncio.sleep(1.0)
+    assert rasa.messages("telegram:9301") == [f"m{i}" for i in range(20)]
+    assert telegram.texts(9301) == [f"echo: m{i}" for i in range(20)]
