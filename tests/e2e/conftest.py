@@ -28,7 +28,12 @@ from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
 from dvcbot.supervisor import Supervisor, services
 from dvcbot.training import current_model
-from tests.servers import free_port
+from tests.bot.helpers import TELEGRAM_SECRET
+from tests.fakes import zalo as zalo_fake
+from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.zalo import FakeZalo
+from tests.servers import free_port, serve
 
 
 @dataclass
@@ -76,8 +81,32 @@ def wait_healthy(url: str, sup: Supervisor, seconds: float) -> None:
         time.sleep(1)
 
 
+@dataclass
+class Platforms:
+    """Fake Telegram Bot API and Zalo OpenAPI/OAuth servers the stack's gateway is configured to use."""
+
+    telegram: FakeTelegram
+    telegram_url: str
+    zalo: FakeZalo
+    zalo_url: str
+
+    def settings(self) -> dict[str, str]:
+        return dict(telegram_token=TELEGRAM_TOKEN, telegram_secret=TELEGRAM_SECRET, telegram_api_base=self.telegram_url,
+                    zalo_app_id=zalo_fake.APP_ID, zalo_app_secret=zalo_fake.APP_SECRET,
+                    zalo_oa_secret_key=zalo_fake.OA_SECRET_KEY, zalo_access_token=self.zalo.access_token,
+                    zalo_refresh_token=self.zalo.refresh_token, zalo_api_base=self.zalo_url,
+                    zalo_oauth_base=self.zalo_url)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def platforms() -> Iterator[Platforms]:
+    telegram, zalo = FakeTelegram(), FakeZalo()
+    with serve(telegram.app()) as telegram_url, serve(zalo.app()) as zalo_url:
+        yield Platforms(telegram, telegram_url, zalo, zalo_url)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Platforms) -> Iterator[Stack]:
     model = current_model()
     if model is None:
         pytest.fail("no trained Rasa model: run `make model` (make test does) before the end-to-end tests")
@@ -96,7 +125,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert not register.errors, register.errors
     engine.dispose()
     settings = Settings(database_url=db_url, gateway_port=free_port(), rasa_port=free_port(),
-                        actions_port=free_port(), rasa_token="e2e-token")
+                        actions_port=free_port(), rasa_token="e2e-token", **platforms.settings())
     os.environ.pop("DVCBOT_RASA_TOKEN", None)
     log_path = tmp_path_factory.mktemp("e2e-logs") / "stack.log"
     log = log_path.open("w", encoding="utf-8")
