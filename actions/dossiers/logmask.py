@@ -1,7 +1,8 @@
-"""Personal numbers out of the logs: runs of 9–12 digits (phone numbers, CCCD) are masked in every log record.
+"""Personal numbers out of the action server's logs: phone and CCCD numbers are masked in every log record.
 
-Installed once per process by the dossier actions. Digits may be grouped with spaces or dots
-(``0912 345 678``); a dossier code's ``-YYMMDD-XXXX`` tail stays readable because hyphens break the run.
+A run of nine or more digits (``0912345678``, ``0912 345 678``, ``001099012345``) keeps only its last three
+digits. The format and the ``masks_personal_numbers`` marker are the gateway's (``bot/logmask.py``), so that
+whichever process installs masking first, the result is the same and records are masked once.
 """
 
 from __future__ import annotations
@@ -10,21 +11,26 @@ import logging
 import re
 from typing import Any
 
-_NUMBER = re.compile(r"(?<![\d.])\d(?:[ .]?\d){8,11}(?![\d])")
-_installed = False
+_NUMBER = re.compile(r"(?<!\d)\+?\d(?:[ .\-]?\d){8,}(?!\d)")
+_VISIBLE = 3
+MARKER = "masks_personal_numbers"
+
+
+def _hide(match: re.Match[str]) -> str:
+    chars = list(match.group())
+    visible = _VISIBLE
+    for i in range(len(chars) - 1, -1, -1):
+        if chars[i].isdigit():
+            if visible:
+                visible -= 1
+            else:
+                chars[i] = "*"
+    return "".join(chars)
 
 
 def mask(text: str) -> str:
-    """``text`` with every 9–12 digit run replaced by asterisks (separators kept)."""
-    return _NUMBER.sub(lambda m: re.sub(r"\d", "*", m.group(0)), text)
-
-
-class MaskingFilter(logging.Filter):
-    """A filter that masks personal numbers in a record's message and arguments."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        _mask_record(record)
-        return True
+    """``text`` with every personal-number-like digit run masked but for its last three digits."""
+    return _NUMBER.sub(_hide, text)
 
 
 def _mask_record(record: logging.LogRecord) -> None:
@@ -35,19 +41,28 @@ def _mask_record(record: logging.LogRecord) -> None:
     masked = mask(message)
     if masked != message:
         record.msg, record.args = masked, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+
+
+class MaskingFilter(logging.Filter):
+    """A filter that masks personal numbers in a record, for handlers set up elsewhere."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _mask_record(record)
+        return True
 
 
 def install() -> None:
     """Mask every record created from now on in this process, whatever logger or handler it goes through."""
-    global _installed
-    if _installed:
-        return
     previous = logging.getLogRecordFactory()
+    if getattr(previous, MARKER, False):
+        return
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         _mask_record(record)
         return record
 
+    setattr(factory, MARKER, True)
     logging.setLogRecordFactory(factory)
-    _installed = True
