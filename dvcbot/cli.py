@@ -82,6 +82,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _content_check(args: argparse.Namespace) -> int:
+    from dvcbot.content import main as content_check
+
+    return content_check(rasa=not args.no_rasa)
+
+
 def _run(args: argparse.Namespace) -> int:
     from dvcbot.supervisor import run
     from dvcbot.training import current_model, train
@@ -108,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the Rasa model if its inputs changed")
     tr.add_argument("--force", action="store_true", help="train even if nothing changed")
     tr.set_defaults(func=_train)
+
+    ct = sub.add_parser("content", help="content editors' checks").add_subparsers(dest="content_command",
+                                                                                  required=True)
+    cc = ct.add_parser("check", help="rasa data validate, the catalog and cross-checks; errors as file:line: message")
+    cc.add_argument("--no-rasa", action="store_true", help="skip rasa data validate (about 10 s)")
+    cc.set_defaults(func=_content_check)
 
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")
