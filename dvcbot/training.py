@@ -1,15 +1,18 @@
-"""Train the Rasa model only when its inputs changed, and say why."""
+"""Train the Rasa model only when its inputs changed; say why, show progress, keep the previous models."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dvcbot import PROJECT_ROOT
 
@@ -81,30 +84,103 @@ def rasa_env() -> dict[str, str]:
     return env
 
 
-def train(force: bool = False, root: Path = PROJECT_ROOT, models: Path = MODELS) -> Path:
-    """Train when needed; return the model to serve."""
+HISTORY_LENGTH = 10
+_STARTING = re.compile(r"Starting to train component '([^']+)'")
+_RESTORED = re.compile(r"Restored component '([^']+)' from cache")
+_FAILURE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|Exception:|Error:")
+
+
+def history(models: Path = MODELS) -> list[dict[str, Any]]:
+    """The models trained here, newest first: ``{"model", "trained_at", "seconds", "reason"}``."""
+    stored_path = models / "fingerprint.json"
+    if not stored_path.exists():
+        return []
+    entries = json.loads(stored_path.read_text()).get("history") or []
+    return [e for e in entries if isinstance(e, dict) and e.get("model")]
+
+
+def _record(models: Path, model_file: str, inputs: dict[str, str], seconds: float, reason: str) -> None:
+    """Name the new model current and keep a short history of the previous ones (their files stay)."""
+    previous = history(models)
+    stored_path = models / "fingerprint.json"
+    if not previous and stored_path.exists():  # written before there was a history
+        older = json.loads(stored_path.read_text()).get("model")
+        if older:
+            previous = [{"model": older}]
+    entry = {"model": model_file, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "seconds": round(seconds, 1), "reason": reason}
+    entries = [entry, *(e for e in previous if e.get("model") != model_file)][:HISTORY_LENGTH]
+    tmp = stored_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"model": model_file, "inputs": inputs, "history": entries}, indent=1))
+    tmp.replace(stored_path)
+
+
+class _Progress:
+    """Turns Rasa's training log into a few progress lines; the whole log goes to a file."""
+
+    def __init__(self, started: float, say: Callable[[str], None]) -> None:
+        self.started = started
+        self.say = say
+        self.restored: list[str] = []
+        self.tail: list[str] = []
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip()
+        self.tail = [*self.tail[-39:], line]
+        elapsed = time.monotonic() - self.started
+        if match := _STARTING.search(line):
+            self.say(f"  {elapsed:4.0f} s  training {match.group(1)}")
+        elif match := _RESTORED.search(line):
+            self.restored.append(match.group(1))
+        elif "Your Rasa model is trained and saved" in line:
+            if self.restored:
+                self.say(f"  {elapsed:4.0f} s  unchanged, reused from the cache: {', '.join(self.restored)}")
+            self.say(f"  {elapsed:4.0f} s  model written")
+
+
+def train(force: bool = False, root: Path = PROJECT_ROOT, models: Path = MODELS,
+          say: Callable[[str], None] | None = None, rasa_bin: Path = RASA_BIN) -> Path:
+    """Train when needed, with progress lines; return the model to serve.
+
+    The full Rasa log is written to ``var/train.log``; earlier models stay in ``models/``.
+    """
+    say = say or (lambda line: print(line, flush=True))
     current = fingerprint(root)
     decision = decide(current, models)
     if not decision.needed and not force:
-        print(f"Training skipped: {decision.reason}.", flush=True)
+        say(f"Training skipped: {decision.reason}.")
         model = current_model(models)
         assert model is not None
         return model
     reason = "forced" if force and not decision.needed else decision.reason
-    print(f"Training the Rasa model ({reason}) ...", flush=True)
+    say(f"Training the Rasa model ({reason}) ...")
     digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:12]
     name = f"dvcbot-{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
     models.mkdir(parents=True, exist_ok=True)
+    log_path = root / "var" / "train.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    cmd = [str(RASA_BIN), "train", "--config", "config.yml", "--domain", "domain",
+    cmd = [str(rasa_bin), "train", "--config", "config.yml", "--domain", "domain",
            "--data", *[d for d in TRAIN_DATA if (root / d).exists()],
            "--out", str(models), "--fixed-model-name", name]
-    result = subprocess.run(cmd, cwd=root, env=rasa_env(), check=False)
-    if result.returncode != 0:
-        print(f"Training failed (rasa exited with {result.returncode}).", file=sys.stderr, flush=True)
-        raise SystemExit(result.returncode)
-    elapsed = time.monotonic() - started
+    progress = _Progress(started, say)
+    with log_path.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=rasa_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            progress.feed(line)
+        returncode = proc.wait()
     model_file = f"{name}.tar.gz"
-    (models / "fingerprint.json").write_text(json.dumps({"model": model_file, "inputs": current}, indent=1))
-    print(f"Trained {model_file} in {elapsed:.0f} s.", flush=True)
+    if returncode != 0 or not (models / model_file).exists():
+        for line in progress.tail:
+            if _FAILURE.search(line) and "Warning" not in line:
+                print(line, file=sys.stderr)
+        print(f"Training failed (rasa exited with {returncode}); the whole log: {log_path}", file=sys.stderr,
+              flush=True)
+        raise SystemExit(returncode or 1)
+    elapsed = time.monotonic() - started
+    _record(models, model_file, current, elapsed, reason)
+    say(f"Trained {model_file} in {elapsed:.0f} s (log: {log_path}).")
     return models / model_file
