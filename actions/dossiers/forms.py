@@ -51,8 +51,11 @@ class ValidateDossierForm(FormValidationAction):
         code = code_in_message(tracker)
         if code:  # also while the digits are asked: typing another code replaces the first one
             return {"dossier_code": code}
-        if tracker.get_slot("requested_slot") == "dossier_code" and _text(tracker).strip():
+        asked = tracker.get_slot("requested_slot")
+        if asked == "dossier_code" and _text(tracker).strip():
             return {"dossier_code": _text(tracker)}  # not a code: validate_dossier_code explains the format
+        if asked is None and latest_intent(tracker) == "dossier_status" and tracker.get_slot("dossier_code"):
+            return {"dossier_code": None}  # a new look-up: a code kept from an earlier try is not assumed
         return {}
 
     async def extract_phone_last4(
@@ -78,7 +81,9 @@ class ValidateDossierForm(FormValidationAction):
     async def validate_dossier_code(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> dict[str, Any]:
-        code = extract_code(str(value or ""))
+        if value is None:
+            return {"dossier_code": None}
+        code = extract_code(str(value))
         if code is None:
             dispatcher.utter_message(response="utter_dossier_code_invalid")
         return {"dossier_code": code}

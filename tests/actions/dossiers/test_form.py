@@ -41,6 +41,15 @@ async def test_the_code_in_the_first_message_is_used(sessions: Sessions) -> None
     assert slots == {}
 
 
+async def test_a_new_look_up_does_not_assume_a_code_kept_from_an_earlier_try(sessions: Sessions) -> None:
+    kept = {"dossier_code": CODE}
+    messages, slots = await run(FORM, turn("tra cứu hồ sơ", intent="dossier_status", slots=kept))
+    assert messages == [] and slots == {"dossier_code": None}
+    # but going back into the form after failed digits keeps it (the latest message is those digits)
+    _, slots = await run(FORM, turn("9999", intent="inform", slots=kept))
+    assert slots == {}
+
+
 @pytest.mark.parametrize("intent", ["stop", "deny", "human_handoff", "goodbye"])
 async def test_leaving_intents_fill_nothing_so_the_form_lets_go(sessions: Sessions, intent: str) -> None:
     for asked in (ASK_CODE, ASK_DIGITS):
