@@ -9,7 +9,8 @@ RASA_PY := $(RASA_VENV)/bin/python
 DVCBOT := $(VENV)/bin/dvcbot
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: help setup run test test-fast test-stories lint eval-nlu model content browser clean
+.PHONY: help setup run test test-fast test-stories lint eval-nlu model content browser clean \
+	check train eval deploy rollback
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,12 +35,29 @@ content: setup ## check the catalog and load it into the database
 	$(DVCBOT) catalog check
 	$(DVCBOT) db init
 	$(DVCBOT) catalog load
+	$(DVCBOT) dossiers import data/dossiers/demo_register.csv
 
 model: setup ## train the Rasa model if config.yml, the domain or data/ changed
 	$(DVCBOT) train
 
 run: content model ## set everything up and start Rasa, the action server and the gateway (web chat on :8000)
 	$(DVCBOT) run --no-train
+
+# --- content editors: check, train, evaluate, deploy, roll back (docs/editors.md) ---------------------------
+check: setup ## check the content: rasa data validate, catalog, cross-checks; errors as file:line: message
+	$(DVCBOT) content check
+
+train: setup ## train the Rasa model if its inputs changed (shows progress; earlier models are kept)
+	$(DVCBOT) train
+
+eval: setup ## the newest model against the live one on the held-out data, per intent
+	$(DVCBOT) eval
+
+deploy: setup ## load the newest model (or MODEL=...) into the running bot; refused if worse, unless FORCE=1
+	$(DVCBOT) deploy $(if $(FORCE),--force) $(MODEL)
+
+rollback: setup ## bring back the model that was live before the last deploy
+	$(DVCBOT) rollback
 
 # --- checks -----------------------------------------------------------------------------------------------
 lint: setup ## ruff and mypy
@@ -54,7 +72,7 @@ browser:
 	@scripts/install-browser.sh
 
 test: setup model browser ## the whole suite: unit, PostgreSQL/Redis, end-to-end with the real Rasa model, browser
-	$(DVCBOT) catalog check
+	$(DVCBOT) content check
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/rasa tests
 	$(RASA_PY) -m pytest -q -p no:cacheprovider tests/nlu tests/rasa
 	$(MAKE) --no-print-directory test-stories

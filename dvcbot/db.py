@@ -52,6 +52,7 @@ def create_schema(engine: Engine) -> None:
     """Create every table of the gateway and the actions (idempotent)."""
     import actions.catalog.directory
     import actions.catalog.models  # noqa: F401
+    import actions.dossiers.models  # noqa: F401
     import bot.models  # noqa: F401
 
     Base.metadata.create_all(engine)
