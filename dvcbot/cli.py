@@ -88,6 +88,12 @@ def _content_check(args: argparse.Namespace) -> int:
     return content_check(rasa=not args.no_rasa)
 
 
+def _models(args: argparse.Namespace) -> int:
+    from dvcbot.deploy import main as models_main
+
+    return models_main(args.command, getattr(args, "model", None), getattr(args, "force", False))
+
+
 def _run(args: argparse.Namespace) -> int:
     from dvcbot.supervisor import run
     from dvcbot.training import current_model, train
@@ -120,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     cc = ct.add_parser("check", help="rasa data validate, the catalog and cross-checks; errors as file:line: message")
     cc.add_argument("--no-rasa", action="store_true", help="skip rasa data validate (about 10 s)")
     cc.set_defaults(func=_content_check)
+    ev = sub.add_parser("eval", help="compare the newest model with the live one on the held-out data")
+    ev.add_argument("model", nargs="?", help="a model in models/ (default: the newest trained)")
+    ev.set_defaults(func=_models)
+    dp = sub.add_parser("deploy", help="load a model into the running Rasa server, unless it scores lower")
+    dp.add_argument("--force", action="store_true", help="deploy even if it scores lower than the live model")
+    dp.add_argument("model", nargs="?", help="a model in models/ (default: the newest trained)")
+    dp.set_defaults(func=_models)
+    sub.add_parser("rollback", help="load the model that was live before the last deploy").set_defaults(
+        func=_models)
+
+    from actions.dossiers.cli import register as register_dossiers
+
+    register_dossiers(sub)
 
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")

@@ -28,6 +28,8 @@ from dvcbot.training import RASA_BIN, rasa_env
 
 COLORS = {"rasa": "35", "actions": "36", "gateway": "32", "run": "33"}
 PR_SET_PDEATHSIG = 1
+# the Rasa API token of a `make run` without DVCBOT_RASA_TOKEN, for `dvcbot deploy` (mode 0600)
+TOKEN_FILE = PROJECT_ROOT / "var" / "rasa-token"
 _PRINT_LOCK = threading.Lock()
 
 
@@ -204,8 +206,37 @@ def announce_when_ready(settings: Settings, stop: threading.Event, say: Callable
         stop.wait(1.0)
 
 
+def write_token_file(token: str, path: Path = TOKEN_FILE) -> None:
+    """Leave the generated Rasa token where ``dvcbot deploy`` finds it, readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file already existed with a wider mode
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+
+
+def remove_token_file(token: str, path: Path = TOKEN_FILE) -> None:
+    """Remove the token file if it still holds this run's token (another run may have replaced it)."""
+    try:
+        if path.read_text(encoding="utf-8").strip() == token:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def run(settings: Settings, model: Path) -> int:
-    token = settings.rasa_token.get_secret_value() if settings.rasa_token else secrets.token_urlsafe(24)
+    generated = settings.rasa_token is None
+    token = secrets.token_urlsafe(24) if settings.rasa_token is None else settings.rasa_token.get_secret_value()
+    if generated:
+        write_token_file(token)
+    try:
+        return _run(settings, model, token)
+    finally:
+        if generated:
+            remove_token_file(token)
+
+
+def _run(settings: Settings, model: Path, token: str) -> int:
     sup = Supervisor(services(settings, model, token))
 
     def on_signal(signum: int, _frame: object) -> None:
