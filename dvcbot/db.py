@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -48,11 +49,12 @@ def session_factory(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# Modules that declare tables; importing them registers their tables on ``Base.metadata``.
+TABLE_MODULES = ("actions.catalog.models", "actions.catalog.directory", "actions.dossiers.models", "bot.models")
+
+
 def create_schema(engine: Engine) -> None:
     """Create every table of the gateway and the actions (idempotent)."""
-    import actions.catalog.directory
-    import actions.catalog.models  # noqa: F401
-    import actions.dossiers.models  # noqa: F401
-    import bot.models  # noqa: F401
-
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
     Base.metadata.create_all(engine)

@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     zalo_api_base: str = "https://openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
 
+    rasa_tracker_url: str | None = None
+
+    @property
+    def tracker_store_url(self) -> str:
+        """Where Rasa keeps conversation trackers (so they survive restarts and model swaps).
+
+        By default a SQLite file beside the project's SQLite database, or the project's PostgreSQL database.
+        """
+        if self.rasa_tracker_url:
+            return self.rasa_tracker_url
+        if self.database_url.startswith("sqlite:///"):
+            project_db = Path(self.database_url.removeprefix("sqlite:///"))
+            return "sqlite:///" + project_db.with_name("rasa-trackers.db").as_posix()
+        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
     @property
     def rasa_url(self) -> str:
         return f"http://{self.rasa_host}:{self.rasa_port}"

@@ -94,6 +94,8 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
         "DVCBOT_ACTIONS_HOST": settings.actions_host,
         "DVCBOT_ACTIONS_PORT": str(settings.actions_port),
         "DVCBOT_ACTIONS_WEBHOOK_URL": f"{settings.actions_url}/webhook",
+        "DVCBOT_RASA_TRACKER_URL": settings.tracker_store_url,
+        "DVCBOT_RASA_TRACKER_DIALECT": settings.tracker_store_url.split(":", 1)[0].split("+", 1)[0],
         "PYTHONUNBUFFERED": "1",
     })
     base.update(channel_env(settings))

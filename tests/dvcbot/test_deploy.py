@@ -273,11 +273,10 @@ def model_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
-@pytest.fixture(scope="module", params=["project-endpoints", "sql-tracker-store"])
-def rasa_stack(request: pytest.FixtureRequest, model_copies: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, bool]]:
+@pytest.fixture(scope="module")
+def rasa_stack(model_copies: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The real action server and Rasa server serving ``live-*``, with the project's credentials and endpoints
-    (or those endpoints plus a SQL tracker store); yields Rasa's URL, the models and whether trackers persist."""
+    (trackers in a SQL store of the test's own); yields Rasa's URL and the models."""
     from actions.catalog.directory import load_directory, read_directory
     from actions.catalog.loader import load_catalog
     from actions.catalog.schema import read_catalog
@@ -287,13 +286,6 @@ def rasa_stack(request: pytest.FixtureRequest, model_copies: Path,
 
     models = model_copies
     tmp = tmp_path_factory.mktemp("deploy")
-    endpoints = PROJECT_ROOT / "endpoints.yml"
-    persistent = "tracker_store" in endpoints.read_text(encoding="utf-8")
-    if request.param == "sql-tracker-store":
-        endpoints = tmp / "endpoints.yml"
-        endpoints.write_text((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8") + "\ntracker_store:\n"
-                             f"  type: SQL\n  dialect: sqlite\n  db: {tmp / 'trackers.db'}\n", encoding="utf-8")
-        persistent = True
     db_url = f"sqlite:///{tmp / 'dvcbot.db'}"
     engine = make_engine(db_url)
     create_schema(engine)
@@ -307,8 +299,6 @@ def rasa_stack(request: pytest.FixtureRequest, model_copies: Path,
                         rasa_token="deploy-token")
     live = next(models.glob("live-*.tar.gz"))
     svcs = [s for s in services(settings, live, "deploy-token") if s.name in ("actions", "rasa")]
-    rasa_cmd = next(s.cmd for s in svcs if s.name == "rasa")
-    rasa_cmd[rasa_cmd.index("--endpoints") + 1] = str(endpoints)
     log = (tmp / "stack.log").open("w", encoding="utf-8")
     sup = Supervisor(svcs, out=log)
     sup.start()
@@ -324,7 +314,7 @@ def rasa_stack(request: pytest.FixtureRequest, model_copies: Path,
                 pass
             assert time.monotonic() < deadline, f"Rasa did not start; see {log.name}"
             time.sleep(1)
-        yield url, models, persistent
+        yield url, models
     finally:
         sup.stop()
         log.close()
@@ -338,9 +328,9 @@ def tracker_events(url: str, sender: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.e2e
-def test_deploy_and_rollback_while_messages_keep_coming(rasa_stack: tuple[str, Path, bool],
+def test_deploy_and_rollback_while_messages_keep_coming(rasa_stack: tuple[str, Path],
                                                         tmp_path: Path) -> None:
-    url, models, persistent = rasa_stack
+    url, models = rasa_stack
     live, new = sorted(p.name for p in models.glob("*.tar.gz"))
     assert live.startswith("live-") and new.startswith("new-")
     server = TimedServer(url, "deploy-token")
@@ -383,12 +373,7 @@ def test_deploy_and_rollback_while_messages_keep_coming(rasa_stack: tuple[str, P
     after = httpx.post(f"{url}/webhooks/rest/webhook", timeout=60,
                        json={"sender": "citizen", "message": "thế lệ phí bao nhiêu"}).json()
     assert after, "no answer after the swaps"
-    kept = len(tracker_events(url, "citizen")) > events_before
-    if not persistent:
-        assert not kept  # if this fails, endpoints.yml keeps trackers now: drop this branch
-        pytest.xfail("endpoints.yml has no tracker_store: Rasa's in-memory trackers are replaced with the model, "
-                     "so a deploy resets each conversation's context (slots, forms)")
-    assert kept, "the conversation's tracker was reset by the swap"
+    assert len(tracker_events(url, "citizen")) > events_before, "the conversation's tracker was reset by the swap"
     assert "khai sinh" in " ".join(str(r.get("text")) for r in after)  # it still knows the procedure
 
 
