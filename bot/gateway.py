@@ -21,6 +21,7 @@ from bot.channels.zalo_tokens import ZaloCredentials
 from bot.database import Database
 from bot.intake import Intake
 from bot.locks import ConversationLocks, LocalLocks, RedisLocks
+from bot.models import add_missing_columns
 from bot.outbox import Outbox
 from bot.rasa_client import RasaClient
 from bot.router import Router
@@ -46,7 +47,8 @@ class Gateway:
     outbox: Outbox
     telegram: Telegram | None = None
     zalo: Zalo | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)  # sending and sweeping
+    poller: asyncio.Task[None] | None = None  # Telegram long polling
 
 
 def build_channels(settings: Settings, db: Database, http: httpx.AsyncClient, texts: GatewayTexts,
@@ -75,6 +77,7 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
     """
     engine = make_engine(settings.database_url)
     create_schema(engine)
+    add_missing_columns(engine)
     db = Database(engine)
     redis_client = redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()
@@ -104,23 +107,24 @@ async def _start(gw: Gateway, single_process: bool) -> None:
         await gw.telegram.start()
     if single_process:  # no other replica can be sending: leases left behind belong to a dead process
         await gw.outbox.release_leases()
-    gw.tasks += [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep())]
+    gw.workers = [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep())]
     if gw.telegram and gw.settings.telegram_polling:
-        gw.tasks.append(asyncio.create_task(gw.telegram.poll(gw.intake)))
+        gw.poller = asyncio.create_task(gw.telegram.poll(gw.intake))
+    elif gw.telegram and gw.settings.telegram_secret is None:
+        log.error("DVCBOT_TELEGRAM_SECRET is not set: every Telegram webhook call will be refused")
     pending = await gw.intake.recover()
     if pending:
         log.info("resuming %d conversation(s) with updates left unprocessed", pending)
 
 
 async def _stop(gw: Gateway) -> None:
-    poller, workers = gw.tasks[2:], gw.tasks[:2]
-    for task in poller:
-        task.cancel()
+    if gw.poller:  # no new updates first
+        gw.poller.cancel()
     await gw.intake.close()  # answers being computed still reach the outbox
-    for task in workers:
+    for task in gw.workers:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(*gw.tasks, return_exceptions=True)
+        await asyncio.gather(*gw.workers, *([gw.poller] if gw.poller else []), return_exceptions=True)
     await gw.outbox.drain()
     if gw.telegram:
         await gw.telegram.stop()

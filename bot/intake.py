@@ -84,6 +84,8 @@ class Intake:
             await self.drain(key)
         except Exception:
             log.exception("processing conversation %s failed; the sweep will retry", key)
+        finally:
+            self._queued.discard(key)  # also when the lock could not be had: the next schedule must run
 
     async def drain(self, key: str) -> None:
         """Process every pending update of conversation ``key``, oldest first, under its lock."""

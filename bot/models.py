@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -16,6 +17,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    inspect,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -150,3 +153,10 @@ class WebchatSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Bring a database created before the channels up to date (``create_all`` adds tables, not columns)."""
+    if "inbound_id" not in {c["name"] for c in inspect(engine).get_columns("messages")}:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE messages ADD COLUMN inbound_id INTEGER REFERENCES inbound_updates (id)"))

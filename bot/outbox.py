@@ -47,14 +47,15 @@ class Outbox:
     """Writes replies for push channels into the outbox table and delivers them."""
 
     def __init__(self, db: Database, channels: dict[str, PushChannel], *, concurrency: int = 64,
-                 poll: float = 0.5, lease: float = 30.0) -> None:
+                 poll: float = 0.5, lease: float = 120.0) -> None:
         self.db = db
         self.channels = channels
         self.concurrency = concurrency
         self.poll = poll
-        self.lease = lease  # longer than any platform call may take
+        self.lease = lease  # longer than a call may take, rate-limit waits included (a group: up to 60 s)
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._sending: set[int] = set()  # row ids in flight here: never claimed twice, whatever their lease
 
     # --- writing (inside the transaction that stores the replies) ----------------------------------------------
 
@@ -105,7 +106,7 @@ class Outbox:
         due = (
             select(OutboxEntry.id)
             .where(OutboxEntry.status == "pending", OutboxEntry.channel.in_(list(self.channels)),
-                   OutboxEntry.id == head, OutboxEntry.not_before <= now,
+                   OutboxEntry.id == head, OutboxEntry.not_before <= now, OutboxEntry.id.not_in(self._sending),
                    or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
             .order_by(OutboxEntry.id)
             .limit(limit)
@@ -141,6 +142,13 @@ class Outbox:
         session.commit()
 
     async def _send(self, claimed: Claimed) -> None:
+        try:
+            await self._deliver(claimed)
+        finally:
+            self._sending.discard(claimed.id)
+            self._wake.set()
+
+    async def _deliver(self, claimed: Claimed) -> None:
         error: BaseException | None = None
         try:
             await self.channels[claimed.channel].deliver(claimed.recipient, claimed.body)
@@ -158,7 +166,6 @@ class Outbox:
             except Exception:
                 log.exception("outbox row %s: could not record the outcome (attempt %d)", claimed.id, attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
-        self._wake.set()
 
     async def run(self) -> None:
         """Send until cancelled."""
@@ -172,6 +179,7 @@ class Outbox:
                 except Exception:
                     log.exception("outbox: could not read pending rows")
             for row in claimed:
+                self._sending.add(row.id)
                 task = asyncio.create_task(self._send(row))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)

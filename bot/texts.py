@@ -21,6 +21,14 @@ def _entries(value: Any) -> list[dict[str, Any]]:
     return [i for i in items if isinstance(i, dict) and i.get("text")] if items else []
 
 
+def _fill(text: str, values: dict[str, Any]) -> str:
+    """``text`` with its placeholders filled; a text with stray braces or unknown names is left as written."""
+    try:
+        return text.format(**values) if values else text
+    except (KeyError, IndexError, ValueError):
+        return text
+
+
 @dataclass(frozen=True)
 class GatewayTexts:
     raw: dict[str, list[dict[str, Any]]]
@@ -38,7 +46,7 @@ class GatewayTexts:
         """Every message of ``key``, with ``{placeholders}`` filled from ``values``."""
         return [
             OutgoingMessage(
-                text=str(entry["text"]).format(**values) if values else str(entry["text"]),
+                text=_fill(str(entry["text"]), values),
                 buttons=[Button(b["title"], b["payload"]) for b in entry.get("buttons") or []],
                 sender="system",
             )

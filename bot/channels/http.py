@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 def error(status: int, reason: str) -> JSONResponse:
@@ -43,3 +44,16 @@ async def read_json(request: Request, limit: int) -> dict[str, Any] | JSONRespon
     """:func:`read_body` then :func:`json_object`."""
     body = await read_body(request, limit)
     return body if isinstance(body, JSONResponse) else json_object(body)
+
+
+def webhook_route(path: str, channel: str) -> Route:
+    """``POST path`` handed to ``app.state.<channel>.webhook``; 404 while that channel is not configured."""
+
+    async def endpoint(request: Request) -> Response:
+        handler = getattr(request.app.state, channel, None)
+        if handler is None:
+            return error(404, f"the {channel} channel is not configured")
+        response: Response = await handler.webhook(request)
+        return response
+
+    return Route(path, endpoint, methods=["POST"])

@@ -29,14 +29,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram import Message as TgMessage
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, filters
 
 from bot.channels.base import IncomingMessage, OutgoingMessage, RetryLater, Undeliverable, split_text, utf16_len
-from bot.channels.http import error, read_json
+from bot.channels.http import error, read_json, webhook_route
 from bot.channels.telegram_limits import TelegramLimits
 from bot.database import Database
 from bot.intake import Intake
@@ -143,6 +142,7 @@ class Telegram:
     def __init__(self, token: str, secret: str | None, api_base: str, db: Database, *, max_chars: int = 2000,
                  limits: TelegramLimits | None = None) -> None:
         self.secret = secret
+        self.bot_id = token.split(":", 1)[0]
         self.db = db
         self.max_chars = max_chars
         self.application = build_application(token, api_base, limits or TelegramLimits())
@@ -180,7 +180,8 @@ class Telegram:
             return "ignored"
         if update.callback_query is not None and msg.text.startswith("#"):
             msg = await self._resolve(msg)
-        stored = await intake.store(CHANNEL, str(update.update_id), msg, seq=update.update_id)
+        # update ids are counted per bot: a new bot token must not look like a redelivery
+        stored = await intake.store(CHANNEL, f"{self.bot_id}:{update.update_id}", msg, seq=update.update_id)
         if stored.duplicate:
             return "duplicate"
         intake.schedule(msg.conversation_key)
@@ -288,11 +289,4 @@ class Telegram:
             raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
 
 
-async def telegram_webhook(request: Request) -> Response:
-    channel: Telegram | None = request.app.state.telegram
-    if channel is None:
-        return error(404, "the Telegram channel is not configured")
-    return await channel.webhook(request)
-
-
-routes = [Route(WEBHOOK_PATH, telegram_webhook, methods=["POST"])]
+routes = [webhook_route(WEBHOOK_PATH, CHANNEL)]

@@ -23,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from bot.channels.base import (
     Button,
@@ -33,7 +32,7 @@ from bot.channels.base import (
     Undeliverable,
     split_text,
 )
-from bot.channels.http import error, json_object, read_body
+from bot.channels.http import error, json_object, read_body, webhook_route
 from bot.channels.zalo_tokens import ZaloCredentials, ZaloTokens
 from bot.database import Database
 from bot.models import OutboxEntry
@@ -145,7 +144,7 @@ class Zalo:
 
     def __init__(self, creds: ZaloCredentials, oa_secret_key: str, api_base: str, db: Database,
                  http: httpx.AsyncClient, texts: GatewayTexts, *, max_chars: int = 2000,
-                 per_oa: tuple[int, float] = (20, 1.0), per_user: tuple[int, float] = (3, 3.0)) -> None:
+                 per_oa: tuple[int, float] = (1, 1 / 20), per_user: tuple[int, float] = (3, 3.0)) -> None:
         self.app_id = creds.app_id
         self.oa_secret_key = oa_secret_key
         self.api_base = api_base.rstrip("/")
@@ -267,11 +266,4 @@ class Zalo:
             raise RetryLater(f"HTTP {resp.status_code} with an unreadable answer") from exc
 
 
-async def zalo_webhook(request: Request) -> Response:
-    channel: Zalo | None = request.app.state.zalo
-    if channel is None:
-        return error(404, "the Zalo channel is not configured")
-    return await channel.webhook(request)
-
-
-routes = [Route("/webhooks/zalo", zalo_webhook, methods=["POST"])]
+routes = [webhook_route("/webhooks/zalo", CHANNEL)]

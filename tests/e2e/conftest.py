@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from actions.catalog.directory import load_directory, read_directory
@@ -139,3 +140,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Platforms) -> Ite
     finally:
         sup.stop()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def stack_engine(stack: Stack) -> Iterator[Engine]:
+    """The stack's database, for tests that wait on what the gateway stored."""
+    eng = make_engine(stack.settings.database_url)
+    yield eng
+    eng.dispose()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import count
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from dvcbot.db import make_engine
 from tests.bot.helpers import TELEGRAM_SECRET
 from tests.e2e.conftest import Platforms, Stack
 from tests.e2e.platforms import settle
@@ -17,13 +15,6 @@ from tests.fakes.telegram import Call, callback_update, location_update, sticker
 
 pytestmark = pytest.mark.e2e
 update_ids = count(1)
-
-
-@pytest.fixture(scope="module")
-def engine(stack: Stack) -> Iterator[Engine]:
-    eng = make_engine(stack.settings.database_url)
-    yield eng
-    eng.dispose()
 
 
 class Citizen:
@@ -50,8 +41,8 @@ def text_of(replies: list[Call]) -> str:
     return "\n".join(r.text or "" for r in replies)
 
 
-def test_a_telegram_conversation(stack: Stack, platforms: Platforms, engine: Engine) -> None:
-    citizen = Citizen(stack, platforms, engine, 5550001)
+def test_a_telegram_conversation(stack: Stack, platforms: Platforms, stack_engine: Engine) -> None:
+    citizen = Citizen(stack, platforms, stack_engine, 5550001)
     welcome = citizen.say("/start")
     assert (welcome[0].text or "").startswith("Xin chào anh/chị!")
     assert [b["text"] for b in welcome[-1].buttons] == ["Tra cứu thủ tục", "Tra cứu hồ sơ", "Bưu cục gần nhất",
@@ -73,7 +64,7 @@ def test_a_telegram_conversation(stack: Stack, platforms: Platforms, engine: Eng
     assert "Bưu điện Trung tâm Hoàn Kiếm" in text_of(nearest)
 
 
-def test_a_sticker_gets_asked_to_type(stack: Stack, platforms: Platforms, engine: Engine) -> None:
-    citizen = Citizen(stack, platforms, engine, 5550002)
+def test_a_sticker_gets_asked_to_type(stack: Stack, platforms: Platforms, stack_engine: Engine) -> None:
+    citizen = Citizen(stack, platforms, stack_engine, 5550002)
     (reply,) = citizen.send(sticker_update(next(update_ids), citizen.chat_id))
     assert "gõ câu hỏi bằng chữ" in (reply.text or "")

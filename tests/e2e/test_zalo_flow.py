@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import count
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from dvcbot.db import make_engine
 from tests.e2e.conftest import Platforms, Stack
 from tests.e2e.platforms import settle
 from tests.fakes import zalo as fake
 
 pytestmark = pytest.mark.e2e
 msg_ids = count(1)
-
-
-@pytest.fixture(scope="module")
-def engine(stack: Stack) -> Iterator[Engine]:
-    eng = make_engine(stack.settings.database_url)
-    yield eng
-    eng.dispose()
 
 
 class Citizen:
@@ -47,8 +38,8 @@ class Citizen:
         return self.say(number)
 
 
-def test_a_zalo_conversation(stack: Stack, platforms: Platforms, engine: Engine) -> None:
-    citizen = Citizen(stack, platforms, engine, "8499990000000001")
+def test_a_zalo_conversation(stack: Stack, platforms: Platforms, stack_engine: Engine) -> None:
+    citizen = Citizen(stack, platforms, stack_engine, "8499990000000001")
     welcome = citizen.send(fake.follow_event(citizen.user_id))
     assert welcome.startswith("Xin chào anh/chị!")
     assert "4. Gặp nhân viên" in welcome
@@ -63,8 +54,8 @@ def test_a_zalo_conversation(stack: Stack, platforms: Platforms, engine: Engine)
     assert nearest.startswith("Các bưu điện gần anh/chị nhất:")
 
 
-def test_an_expired_token_is_refreshed_on_the_way(stack: Stack, platforms: Platforms, engine: Engine) -> None:
-    citizen = Citizen(stack, platforms, engine, "8499990000000002")
+def test_an_expired_token_is_refreshed_on_the_way(stack: Stack, platforms: Platforms, stack_engine: Engine) -> None:
+    citizen = Citizen(stack, platforms, stack_engine, "8499990000000002")
     refreshes = platforms.zalo.refreshes
     platforms.zalo.expire_access_token()
     assert citizen.say("xin chào").startswith("Xin chào anh/chị!")
