@@ -74,12 +74,17 @@ async def post_message(request: Request) -> Response:
     data = await read_json(request, MAX_BODY_BYTES)
     if isinstance(data, JSONResponse):
         return data
-    payload, text = data.get("payload"), data.get("text")
+    payload, text, location = data.get("payload"), data.get("text"), data.get("location")
     client_id = data.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 100):
         return error(400, "client_id must be a string of 1 to 100 characters")
     limit = request.app.state.settings.webchat_max_chars
-    if payload is not None:
+    point: tuple[float, float] | None = None
+    if location is not None:
+        point = _point(location)
+        if point is None:
+            return error(400, "location must be {\"lat\": -90..90, \"lon\": -180..180}")
+    elif payload is not None:
         if not isinstance(payload, str) or not payload.startswith("/") or len(payload) > 500:
             return error(400, "payload must be a button payload starting with '/'")
         shown = text if isinstance(text, str) and text.strip() else payload
@@ -100,7 +105,11 @@ async def post_message(request: Request) -> Response:
         return conv.key
 
     key = await _db(request).run(key_of)
-    msg = IncomingMessage(CHANNEL, key.split(":", 1)[1], message_text, shown_text=shown_text)
+    user_id = key.split(":", 1)[1]
+    if point is not None:
+        msg = IncomingMessage.location(CHANNEL, user_id, *point)
+    else:
+        msg = IncomingMessage(CHANNEL, user_id, message_text, shown_text=shown_text)
     # a client_id makes a retry idempotent; without one every request is a new message
     platform_id = f"{conversation_id}:{client_id or uuid.uuid4().hex}"
     intake: Intake = request.app.state.intake
@@ -111,6 +120,17 @@ async def post_message(request: Request) -> Response:
         return error(503, "the message is stored but could not be answered yet; fetch the answer later")
     cursor = max((r.id or 0 for r in replies), default=None)
     return JSONResponse({"messages": [r.as_json() for r in replies if r.visible], "cursor": cursor})
+
+
+def _point(location: object) -> tuple[float, float] | None:
+    """A shared location ``{"lat": .., "lon": ..}`` (from the browser's geolocation), if well-formed."""
+    if not isinstance(location, dict):
+        return None
+    lat, lon = location.get("lat"), location.get("lon")
+    if isinstance(lat, bool) or isinstance(lon, bool) or not isinstance(lat, int | float) \
+            or not isinstance(lon, int | float):
+        return None
+    return (float(lat), float(lon)) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
 
 
 async def get_messages(request: Request) -> Response:

@@ -63,6 +63,25 @@ async def test_button_press_sends_payload_and_records_title(gateway: str, engine
         assert first is not None and first.text == "Lệ phí"
 
 
+async def test_shared_location_asks_for_post_offices(gateway: str, engine: Engine,
+                                                     fake_rasa: tuple[FakeRasa, int]) -> None:
+    fake, _ = fake_rasa
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        auth = await new_session(client)
+        resp = await client.post("/api/webchat/messages", json={"location": {"lat": 21.0245, "lon": 105.853}},
+                                 headers=auth)
+        assert resp.status_code == 200
+        for bad in ({"lat": 91, "lon": 0}, {"lat": "21", "lon": 105}, [21, 105], {"lat": True, "lon": 1}):
+            resp = await client.post("/api/webchat/messages", json={"location": bad}, headers=auth)
+            assert resp.status_code == 400 and "location must be" in resp.json()["error"]
+    (sent,) = fake.received
+    assert sent["message"] == "/post_office_find"
+    assert sent["metadata"]["location"] == {"lat": 21.0245, "lon": 105.853}
+    with Session(engine) as session:
+        first = session.scalars(select(Message).order_by(Message.id)).first()
+        assert first is not None and first.text == "📍 21.02450, 105.85300"
+
+
 async def test_history_after_cursor(gateway: str) -> None:
     async with httpx.AsyncClient(base_url=gateway) as client:
         auth = await new_session(client)

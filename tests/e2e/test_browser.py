@@ -55,6 +55,22 @@ def test_greeting_question_and_button(page: Page, tmp_path: Path) -> None:
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def test_sharing_a_location_finds_post_offices(browser: Browser, stack: Stack) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 800}, locale="vi-VN",
+                                  geolocation={"latitude": 21.0250, "longitude": 105.8525},
+                                  permissions=["geolocation"])
+    page = context.new_page()
+    page.goto(stack.url + "/")
+    log = page.locator("#log")
+    expect(log.locator(".msg--bot").first).to_contain_text("Xin chào anh/chị!", timeout=30_000)
+    page.click("#locate")
+    expect(log.locator(".msg--me").last).to_have_text("📍 Vị trí của tôi")
+    answer = log.locator(".msg--bot").last
+    expect(answer).to_contain_text("Các bưu điện gần anh/chị nhất:", timeout=30_000)
+    expect(answer).to_contain_text("1. Bưu điện Trung tâm Hoàn Kiếm (Bưu điện Hà Nội) – cách khoảng 0,1 km")
+    context.close()
+
+
 def test_reload_keeps_the_conversation(page: Page) -> None:
     log = page.locator("#log")
     expect(log.locator(".msg--bot").first).to_contain_text("Xin chào anh/chị!", timeout=30_000)

@@ -117,6 +117,17 @@
     input.value = "";
     send({ text }, text);
   });
+  const locate = document.getElementById("locate");
+  if (navigator.geolocation) {
+    locate.hidden = false;
+    locate.addEventListener("click", () => {
+      setStatus("Đang lấy vị trí…");
+      navigator.geolocation.getCurrentPosition(
+        (pos) => send({ location: { lat: pos.coords.latitude, lon: pos.coords.longitude } }, "📍 Vị trí của tôi"),
+        () => setStatus("Chưa lấy được vị trí. Anh/chị có thể gõ tên phường/xã thay thế."),
+        { timeout: 15000, maximumAge: 60000 });
+    });
+  }
   input.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
   });
