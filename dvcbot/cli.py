@@ -105,6 +105,22 @@ def _run(args: argparse.Namespace) -> int:
     return run(get_settings(), model)
 
 
+def _run_prod(args: argparse.Namespace) -> int:
+    from dvcbot.supervisor import ensure_database, run_prod
+    from dvcbot.training import current_model, train
+
+    settings = get_settings()
+    if ensure_database(settings.database_url):
+        print(f"Created the database {_safe_url(settings.database_url)}")
+    if _catalog_load(args) != 0:
+        return 1
+    model = current_model() if args.no_train else train()
+    if model is None:
+        print("No trained model: run `dvcbot train` first.", file=sys.stderr)
+        return 1
+    return run_prod(settings, model, args.replicas)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dvcbot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")
     rn.set_defaults(func=_run)
+    rp = sub.add_parser("run-prod", help="the production profile: N replicas of each service behind HAProxy")
+    rp.add_argument("--replicas", type=int, default=2, help="replicas of each service (default 2)")
+    rp.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")
+    rp.set_defaults(func=_run_prod)
 
     from bot.channels.telegram_admin import add_commands as telegram_commands
 

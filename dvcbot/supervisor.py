@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -112,6 +113,102 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
         Service("gateway", [str(venv_bin / "python"), "-m", "uvicorn", "bot.app:create_app", "--factory",
                             "--host", settings.gateway_host, "--port", str(settings.gateway_port)], base),
     ]
+
+
+
+# --- the production profile: N replicas of each service behind HAProxy (``make run-prod``, ``make bench``) -------
+
+PROD_ENDPOINTS = PROJECT_ROOT / "docker" / "endpoints.prod.yml"
+HAPROXY = "haproxy"
+# what HAProxy asks each kind of replica to decide whether it takes traffic (``/healthz`` would take every gateway
+# out when Rasa is down, and the gateway answers that case politely itself)
+HEALTH_PATHS = {"gateway": "/", "rasa": "/", "actions": "/health"}
+
+
+def lock_store_env(redis_url: str | None) -> dict[str, str]:
+    """The ``DVCBOT_RASA_LOCK_*`` variables of docker/endpoints.prod.yml: Rasa's RedisLockStore on ``redis_url``."""
+    if not redis_url:
+        return {"DVCBOT_RASA_LOCK_STORE": "in_memory", "DVCBOT_RASA_LOCK_HOST": "", "DVCBOT_RASA_LOCK_PORT": "6379",
+                "DVCBOT_RASA_LOCK_DB": "0", "DVCBOT_RASA_LOCK_PASSWORD": ""}
+    url = urlsplit(redis_url)
+    return {"DVCBOT_RASA_LOCK_STORE": "redis", "DVCBOT_RASA_LOCK_HOST": url.hostname or "127.0.0.1",
+            "DVCBOT_RASA_LOCK_PORT": str(url.port or 6379), "DVCBOT_RASA_LOCK_DB": url.path.strip("/") or "0",
+            "DVCBOT_RASA_LOCK_PASSWORD": unquote(url.password or "")}
+
+
+def _with_option(cmd: list[str], option: str, value: str) -> list[str]:
+    at = cmd.index(option)
+    return [*cmd[:at + 1], value, *cmd[at + 2:]]
+
+
+def haproxy_config(frontends: dict[str, tuple[str, int, list[int]]]) -> str:
+    """HAProxy's configuration: for each kind, ``(host, public port, replica ports on 127.0.0.1)``."""
+    lines = ["global", "    maxconn 4000", "", "defaults", "    mode http", "    timeout connect 2s",
+             "    timeout client 120s", "    timeout server 120s", "    timeout http-keep-alive 10s",
+             "    retries 2", "    option redispatch", "    default-server inter 1s fall 2 rise 1", ""]
+    for kind, (host, port, replicas) in frontends.items():
+        lines += [f"frontend {kind}", f"    bind {host}:{port}", f"    default_backend {kind}_replicas", "",
+                  f"backend {kind}_replicas", f"    balance {'roundrobin' if kind == 'gateway' else 'leastconn'}",
+                  f"    option httpchk GET {HEALTH_PATHS[kind]}",
+                  *(f"    server {kind}-{i} 127.0.0.1:{p} check" for i, p in enumerate(replicas, 1)), ""]
+    return "\n".join(lines)
+
+
+def replica_services(settings: Settings, model: Path, token: str, replicas: int = 2, *,
+                     ports: dict[str, list[int]] | None = None,
+                     workdir: Path = PROJECT_ROOT / "var" / "prod") -> list[Service]:
+    """The production profile: ``replicas`` action servers, Rasa servers and gateways (``<kind>-<n>``).
+
+    Rasa reads docker/endpoints.prod.yml: the SQL tracker store and, with ``settings.redis_url``, the Redis lock
+    store; the gateways share ``settings.redis_url`` for per-conversation order. With more than one replica,
+    HAProxy (service ``lb``) listens on the settings' public ports and spreads the calls over the replicas, which
+    listen on 127.0.0.1 at ``ports`` (default: the public port + 1, + 2, ...); with one, it listens there itself.
+    """
+    templates = {svc.name: svc for svc in services(settings, model, token)}
+    public = {"gateway": settings.gateway_port, "rasa": settings.rasa_port, "actions": settings.actions_port}
+    if ports is None:
+        ports = {kind: [port] if replicas == 1 else [port + i for i in range(1, replicas + 1)]
+                 for kind, port in public.items()}
+    out: list[Service] = []
+    for kind in ("actions", "rasa", "gateway"):
+        template = templates[kind]
+        for i, port in enumerate(ports[kind][:replicas], 1):
+            cmd, env = _with_option(template.cmd, "--port", str(port)), dict(template.env)
+            if kind == "rasa":
+                cmd = _with_option(cmd, "--endpoints", str(PROD_ENDPOINTS))
+                env.update(lock_store_env(settings.redis_url))
+            elif kind == "gateway":
+                env["DVCBOT_GATEWAY_PORT"] = str(port)
+                if replicas > 1:  # only HAProxy listens on the public address
+                    cmd = _with_option(cmd, "--host", "127.0.0.1")
+                    env["DVCBOT_GATEWAY_HOST"] = "127.0.0.1"
+            if settings.redis_url:
+                env["DVCBOT_REDIS_URL"] = settings.redis_url
+            out.append(Service(f"{kind}-{i}", cmd, env))
+    if replicas > 1:
+        hosts = {"gateway": settings.gateway_host, "rasa": settings.rasa_host, "actions": settings.actions_host}
+        config = haproxy_config({kind: (hosts[kind], public[kind], ports[kind][:replicas]) for kind in public})
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "haproxy.cfg"
+        path.write_text(config, encoding="utf-8")
+        out.append(Service("lb", [HAPROXY, "-db", "-f", str(path)], dict(os.environ)))
+    return out
+
+
+def ensure_database(url: str) -> bool:
+    """Create the PostgreSQL database named in ``url`` if it is missing; ``True`` when it was created."""
+    if not url.startswith(("postgresql://", "postgresql+psycopg://")):
+        return False
+    import psycopg  # only the production profile needs it here
+
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    name = parts.path.strip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
+        return True
 
 
 class Supervisor:
@@ -253,3 +350,33 @@ def _run(settings: Settings, model: Path, token: str) -> int:
     while any(s.proc and s.proc.poll() is None for s in sup.svcs):
         time.sleep(0.2)
     return code
+
+
+def run_prod(settings: Settings, model: Path, replicas: int = 2) -> int:
+    """``make run-prod``: :func:`replica_services` until Ctrl-C or the death of any process."""
+    if replicas > 1 and not settings.redis_url:
+        print("The production profile needs Redis: set DVCBOT_REDIS_URL (e.g. redis://127.0.0.1:6379/0).",
+              file=sys.stderr)
+        return 1
+    generated = settings.rasa_token is None
+    token = secrets.token_urlsafe(24) if settings.rasa_token is None else settings.rasa_token.get_secret_value()
+    if generated:
+        write_token_file(token)
+    sup = Supervisor(replica_services(settings, model, token, replicas))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        sup.say(f"received {signal.Signals(signum).name}")
+        threading.Thread(target=sup.stop, daemon=True).start()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        sup.start()
+        threading.Thread(target=announce_when_ready, args=(settings, sup.stopping, sup.say), daemon=True).start()
+        code = sup.wait()
+        while any(s.proc and s.proc.poll() is None for s in sup.svcs):
+            time.sleep(0.2)
+        return code
+    finally:
+        if generated:
+            remove_token_file(token)
