@@ -10,7 +10,7 @@ DVCBOT := $(VENV)/bin/dvcbot
 export RASA_TELEMETRY_ENABLED := false
 
 .PHONY: help setup run test test-fast test-stories lint eval-nlu model content browser clean \
-	check train eval deploy rollback
+	check train eval deploy rollback run-prod bench-tools bench faults
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,9 +59,29 @@ deploy: setup ## load the newest model (or MODEL=...) into the running bot; refu
 rollback: setup ## bring back the model that was live before the last deploy
 	$(DVCBOT) rollback
 
+# --- production profile, benchmarks, faults (docs/deploy.md) -------------------------------------------------
+PROD_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/dvcbot_prod
+PROD_REDIS_URL ?= redis://127.0.0.1:6379/0
+REPLICAS ?= 2
+
+run-prod: setup model ## production profile: 2 gateways, 2 Rasa, 2 action servers on PostgreSQL + Redis behind HAProxy (:8000)
+	@scripts/install-haproxy.sh
+	DVCBOT_DATABASE_URL=$${DVCBOT_DATABASE_URL:-$(PROD_DATABASE_URL)} DVCBOT_REDIS_URL=$${DVCBOT_REDIS_URL:-$(PROD_REDIS_URL)} \
+	  $(DVCBOT) run-prod --no-train --replicas $(REPLICAS)
+
+bench-tools: setup
+	@scripts/install-haproxy.sh
+	@$(PY) -m pip install -q --disable-pip-version-check py-spy==0.4.3
+
+bench: bench-tools model ## load benchmark of the real stack, 1 and 2 replicas, web chat + Telegram -> reports/bench.md (~15 min)
+	$(PY) -m bench $(BENCH_ARGS)
+
+faults: bench-tools model ## kill -9, PostgreSQL restart, Redis pause, Telegram 429/500 under load -> reports/faults.md
+	$(PY) -m bench.faults $(FAULTS_ARGS)
+
 # --- checks -----------------------------------------------------------------------------------------------
 lint: setup ## ruff and mypy
-	$(VENV)/bin/ruff check dvcbot bot actions tests
+	$(VENV)/bin/ruff check dvcbot bot actions tests bench
 	$(VENV)/bin/ruff check --target-version py310 nlu
 	$(VENV)/bin/mypy
 

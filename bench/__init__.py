@@ -1,0 +1,1 @@
+"""Load benchmark and fault tests of the real stack (``make bench``, ``make faults``)."""

@@ -1,0 +1,155 @@
+"""``reports/bench.md``: the figures of a benchmark run, the verdict on the targets, and where the time goes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bench.profile import Probe, median_ms
+from bench.run import StepResult, median, percentile
+
+TARGET_RATE = 30.0
+TARGET_P95 = 0.5
+
+
+def ms(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1000:.0f}"
+
+
+@dataclass
+class Run:
+    command: str
+    started: str
+    machine: str
+    model: str
+    commit: str
+    startup: dict[int, float] = field(default_factory=dict)
+    steps: list[StepResult] = field(default_factory=list)
+    probe: Probe | None = None
+    spy: dict[str, Counter[str]] = field(default_factory=dict)
+    spy_error: str | None = None
+    spy_step: StepResult | None = None
+    load_before: str = ""
+    load_after: str = ""
+    elapsed: float = 0.0
+
+
+def steps_table(steps: list[StepResult]) -> list[str]:
+    lines = ["| replicas | channel | citizens | load | sent | answered | msg/s | p50 ms | p95 ms | p99 ms "
+             "| p95 last part ms | platform calls/msg | retried calls | refused | unavailable answers | lost "
+             "| duplicated |",
+             "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in steps:
+        t = s.tally
+        calls = f"{t.sends / t.answered:.2f}" if s.channel == "telegram" and t.answered else "–"
+        lines.append(
+            f"| {s.replicas} | {s.channel} | {s.load.citizens} | {s.mode} | {t.sent} | {t.answered} "
+            f"| {s.rate:.1f} | {ms(s.latency(50))} | {ms(s.latency(95))} | {ms(s.latency(99))} "
+            f"| {ms(s.latency(95, last=True))} | {calls} | {t.retried} | {t.refused} | {t.unavailable} | {t.lost} "
+            f"| {t.duplicated} |")
+    return lines
+
+
+def verdict(step: StepResult) -> str:
+    p95 = step.latency(95)
+    rate_ok = step.rate >= TARGET_RATE
+    p95_ok = p95 is not None and p95 <= TARGET_P95
+    clean = step.tally.lost == 0 and step.tally.duplicated == 0
+    parts = [f"{step.rate:.1f} msg/s ({'met' if rate_ok else f'missed by {TARGET_RATE - step.rate:.1f} msg/s'})",
+             f"p95 {ms(p95)} ms ({'met' if p95_ok else 'missed by ' + ms((p95 or 0) - TARGET_P95) + ' ms'})",
+             f"lost {step.tally.lost}, duplicated {step.tally.duplicated} ({'met' if clean else 'NOT met'})"]
+    ok = rate_ok and p95_ok and clean
+    return f"**{'MET' if ok else 'NOT MET'}** — " + "; ".join(parts)
+
+
+def stages_table(steps: list[StepResult]) -> list[str]:
+    lines = ["| replicas | channel | load | webhook → stored (median / p95 ms) | stored → processed: lock, Rasa, "
+             "actions, commit | processed → handed to the platform |", "|---:|---|---|---|---|---|"]
+    for s in steps:
+        cells = []
+        for key in ("intake", "processing", "handover"):
+            values = sorted(s.stages.get(key, []))
+            cells.append(f"{ms(median(values))} / {ms(percentile(values, 95))}")
+        lines.append(f"| {s.replicas} | {s.channel} | {s.load.citizens} citizens, {s.mode} | " + " | ".join(cells)
+                     + " |")
+    return lines
+
+
+def cpu_table(steps: list[StepResult]) -> list[str]:
+    names = ["gateway", "rasa", "actions", "postgres", "redis", "lb", "bench"]
+    lines = ["| replicas | channel | load | " + " | ".join(names) + " | total CPU ms/msg | CPU busy |",
+             "|---:|---|---|" + "---:|" * (len(names) + 2)]
+    for s in steps:
+        n = max(1, len(s.answered))
+        total = sum(s.cpu.get(k, 0.0) for k in names)
+        busy = total / (s.seconds + s.drain) / 2 * 100 if s.seconds else 0.0
+        lines.append(f"| {s.replicas} | {s.channel} | {s.load.citizens} citizens, {s.mode} | "
+                     + " | ".join(f"{s.cpu.get(k, 0.0) / n * 1000:.0f}" for k in names)
+                     + f" | {total / n * 1000:.0f} | {busy:.0f} % of 2 cores |")
+    return lines
+
+
+def render(run: Run) -> str:
+    out = ["# Benchmark: simulated citizens against the real stack", "",
+           f"Run {run.started} with `{run.command}` ({run.elapsed / 60:.1f} min), commit `{run.commit}`, "
+           f"model `{run.model}`.", f"Machine: {run.machine}; load average before {run.load_before}, after "
+           f"{run.load_after} (other work on the machine makes every figure noisy).", ""]
+    singles = [s for s in run.steps if s.replicas == 1 and s.load.pace is not None]
+    out += ["## Verdict", "",
+            f"Targets with one replica of each service: ≥ {TARGET_RATE:.0f} citizen messages/s sustained with p95 "
+            f"≤ {TARGET_P95 * 1000:.0f} ms from webhook received to reply handed to the platform; zero lost, zero "
+            "duplicated. Measured on the steady-rate step of each channel:", ""]
+    for s in singles:
+        out.append(f"- {s.channel}, {s.mode}, {s.load.citizens} citizens for {s.load.seconds:.0f} s: {verdict(s)}")
+    others = [s for s in run.steps if s.replicas > 1 and s.load.pace is not None]
+    for s in others:
+        out.append(f"- (for comparison) {s.replicas} replicas, {s.channel}, {s.mode}: {verdict(s)}")
+    lost = sum(s.tally.lost for s in run.steps)
+    dup = sum(s.tally.duplicated for s in run.steps)
+    out += ["", f"Over every step of the run: {lost} lost and {dup} duplicated messages.", ""]
+    out += ["## Throughput and latency", "",
+            "Latency: from the moment the citizen's client sent the message (the webhook call, or the web chat "
+            "POST) to the first reply handed to the platform (the fake Bot API received `sendMessage`) or returned "
+            "to the page; *last part* is the last message of a multi-part answer. msg/s: citizen messages "
+            "answered, divided by the time from the first message to the last answer (the tail included). "
+            "*Closed* steps: each citizen waits for the answer, thinks, writes again; *paced*: each citizen "
+            "also keeps a schedule, so the crowd offers a steady rate.", ""]
+    out += steps_table(run.steps)
+    out += ["", "Start-up until every replica answered: "
+            + ", ".join(f"{r} replica(s) {s:.0f} s" for r, s in sorted(run.startup.items())) + ".", ""]
+    out += ["## Where the time goes", "", "### Per message, from the gateway's own timestamps", "",
+            "`inbound_updates.received_at` (stored, before the 200) and `processed_at` (the answer and its outbox "
+            "rows committed), against the bench's send time and the fake platform's arrival time:", ""]
+    out += stages_table([s for s in run.steps if s.stages.get("processing")])
+    out += ["", "### CPU per answered message, by process (from /proc)", ""]
+    out += cpu_table(run.steps)
+    if run.probe:
+        p = run.probe
+        nlu, rasa, gw = median_ms(p.nlu), median_ms(p.rasa), median_ms(p.gateway)
+        out += ["", "### One message at a time on the idle stack (medians)", "",
+                "| hop | median ms |", "|---|---:|",
+                f"| Rasa NLU alone (`/model/parse`) | {nlu:.0f} |",
+                f"| Rasa REST channel: NLU + policies + action server | {rasa:.0f} |",
+                f"| … of which dialogue policies + action server (difference) | {rasa - nlu:.0f} |",
+                f"| gateway web chat API end to end (intake, lock, database, Rasa) | {gw:.0f} |",
+                f"| … of which the gateway itself (difference) | {gw - rasa:.0f} |", ""]
+    if run.spy:
+        step = run.spy_step
+        out += ["### py-spy samples under load, by package of the innermost frame (self time)", "",
+                f"Sampled at 50 Hz while {step.load.citizens if step else '?'} web chat citizens talked "
+                f"({step.mode if step else ''}); the step's own figures are above the profiler's cost and not "
+                "in the tables.", ""]
+        for name, counts in run.spy.items():
+            total = sum(counts.values()) or 1
+            top = ", ".join(f"{pkg} {n / total * 100:.0f} %" for pkg, n in counts.most_common(8))
+            out.append(f"- **{name}** ({total} samples): {top}")
+        out.append("")
+    if run.spy_error:
+        out += [f"py-spy: {run.spy_error}", ""]
+    notes = [n for s in run.steps for n in s.tally.notes]
+    if notes:
+        out += ["## Notes from the accounting", ""] + [f"- {n}" for n in notes[:30]]
+        if len(notes) > 30:
+            out.append(f"- … and {len(notes) - 30} more")
+        out.append("")
+    return "\n".join(out)
