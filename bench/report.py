@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -77,16 +78,43 @@ def stages_table(steps: list[StepResult]) -> list[str]:
 
 def cpu_table(steps: list[StepResult]) -> list[str]:
     names = ["gateway", "rasa", "actions", "postgres", "redis", "lb", "bench"]
-    lines = ["| replicas | channel | load | " + " | ".join(names) + " | total CPU ms/msg | CPU busy |",
-             "|---:|---|---|" + "---:|" * (len(names) + 2)]
+    lines = ["| replicas | channel | load | " + " | ".join(names) + " | total CPU ms/msg | msg/s the 2 cores allow "
+             "| the stack's share of 2 cores | machine busy (everything) |",
+             "|---:|---|---|" + "---:|" * (len(names) + 4)]
     for s in steps:
         n = max(1, len(s.answered))
         total = sum(s.cpu.get(k, 0.0) for k in names)
-        busy = total / (s.seconds + s.drain) / 2 * 100 if s.seconds else 0.0
+        whole = s.cpu.get("machine total", 0.0)
+        share = total / whole * 100 if whole else 0.0
+        busy = s.cpu.get("machine busy", 0.0) / whole * 100 if whole else 0.0
         lines.append(f"| {s.replicas} | {s.channel} | {s.load.citizens} citizens, {s.mode} | "
                      + " | ".join(f"{s.cpu.get(k, 0.0) / n * 1000:.0f}" for k in names)
-                     + f" | {total / n * 1000:.0f} | {busy:.0f} % of 2 cores |")
+                     + f" | {total / n * 1000:.0f} | {capacity(s):.0f} | {share:.0f} % | {busy:.0f} % |")
     return lines
+
+
+def capacity(step: StepResult) -> float:
+    """Messages/s the machine's cores would allow at this step's CPU cost per message, were they all ours."""
+    names = ["gateway", "rasa", "actions", "postgres", "redis", "lb"]
+    per_message = sum(step.cpu.get(k, 0.0) for k in names) / max(1, len(step.answered))
+    return (os.cpu_count() or 2) / per_message if per_message else 0.0
+
+
+def why(step: StepResult) -> str:
+    """What the CPU figures say about a missed target."""
+    n = max(1, len(step.answered))
+    wall = max(step.seconds + step.drain, 1e-9)
+    stack = sum(step.cpu.get(k, 0.0) for k in ("gateway", "rasa", "actions", "postgres", "redis", "lb"))
+    whole = step.cpu.get("machine total", 0.0)
+    busy = step.cpu.get("machine busy", 0.0) / whole * 100 if whole else 0.0
+    share = stack / whole * 100 if whole else 0.0
+    rasa_core = step.cpu.get("rasa", 0.0) / wall / step.replicas * 100
+    rasa, gateway = step.cpu.get("rasa", 0.0) / n * 1000, step.cpu.get("gateway", 0.0) / n * 1000
+    text = (f"the stack used {stack / n * 1000:.0f} ms of CPU per message (Rasa {rasa:.0f}, gateway {gateway:.0f}), "
+            f"so {os.cpu_count() or 2} cores allow at most "
+            f"{capacity(step):.0f} msg/s; the machine was {busy:.0f} % busy, {share:.0f} % for the stack and the rest "
+            f"for other work; each Rasa server's event loop (one core at most) was {rasa_core:.0f} % busy")
+    return text + (" — saturated" if rasa_core >= 80 else "")
 
 
 def render(run: Run) -> str:
@@ -101,9 +129,11 @@ def render(run: Run) -> str:
             "duplicated. Measured on the steady-rate step of each channel:", ""]
     for s in singles:
         out.append(f"- {s.channel}, {s.mode}, {s.load.citizens} citizens for {s.load.seconds:.0f} s: {verdict(s)}")
+        out.append(f"  - why: {why(s)}.")
     others = [s for s in run.steps if s.replicas > 1 and s.load.pace is not None]
     for s in others:
         out.append(f"- (for comparison) {s.replicas} replicas, {s.channel}, {s.mode}: {verdict(s)}")
+        out.append(f"  - why: {why(s)}.")
     lost = sum(s.tally.lost for s in run.steps)
     dup = sum(s.tally.duplicated for s in run.steps)
     out += ["", f"Over every step of the run: {lost} lost and {dup} duplicated messages.", ""]

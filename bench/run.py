@@ -12,7 +12,7 @@ from bench.load import Crowd, Load, Turn, attribute_telegram
 from bench.stack import CpuMeter, Stack, Telegram
 
 CLOCK_OFFSET = time.time() - time.monotonic()
-_chat_bases = itertools.count(700_000_000, 10_000)  # Telegram chat ids: fresh per step
+CHAT_BASES = itertools.count(700_000_000, 10_000)  # Telegram chat ids: fresh per step
 UPDATE_IDS = itertools.count(int(time.time()) % 100_000 * 10_000)  # Telegram update ids: fresh per run
 
 
@@ -63,7 +63,7 @@ def median(values: list[float]) -> float | None:
 async def step(stack: Stack, telegram: Telegram, channel: str, load: Load, name: str) -> StepResult:
     """Run ``load`` through ``channel``, wait for the stack to finish, count and measure."""
     label = f"{name}-{int(time.time() * 1000) % 10**9}"
-    crowd = Crowd(stack.url, telegram, label, next(_chat_bases), UPDATE_IDS)
+    crowd = Crowd(stack.url, telegram, label, next(CHAT_BASES), UPDATE_IDS)
     meter = CpuMeter(stack)
     meter.begin()
     started = time.monotonic()

@@ -186,14 +186,14 @@ class Stack:
 
 
 @contextmanager
-def running_stack(replicas: int, telegram: Telegram, workdir: Path, *, redis_url: str = REDIS_URL,
-                  extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def running_stack(replicas: int, telegram: Telegram, workdir: Path, *, pg_server: str = PG_SERVER,
+                  redis_url: str = REDIS_URL, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Start the production profile with ``replicas`` of each service on a fresh database; stop it at the end."""
     model = current_model()
     if model is None:
         raise SystemExit("no trained Rasa model: run `make model` first")
     workdir.mkdir(parents=True, exist_ok=True)
-    db_url = recreate_database()
+    db_url = recreate_database(server=pg_server)
     engine = make_engine(db_url)
     load_content(engine)
     clear_redis(redis_url)
@@ -266,12 +266,14 @@ class CpuMeter:
         for name, pid in self.stack.pids().items():
             groups[name.split("-")[0]].extend(process_tree(pid))
         groups["postgres"] = postgres_pids()
-        groups["redis"] = redis_pid()
+        groups["redis"] = redis_pid(self.stack.settings.redis_url or REDIS_URL)
         groups["bench"] = [os.getpid()]
         return groups
 
     def snapshot(self) -> dict[str, float]:
-        return {name: cpu_seconds(pids) for name, pids in self.groups().items()}
+        values = {name: cpu_seconds(pids) for name, pids in self.groups().items()}
+        values["machine busy"], values["machine total"] = machine_cpu()
+        return values
 
     def begin(self) -> None:
         self.start = self.snapshot()
@@ -279,6 +281,14 @@ class CpuMeter:
     def end(self) -> dict[str, float]:
         now = self.snapshot()
         return {name: max(0.0, value - self.start.get(name, 0.0)) for name, value in now.items()}
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and in total, over all cores (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
 
 
 def machine_load() -> str:
