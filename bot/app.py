@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, *, telegram_limits: TelegramLim
             state = app.state
             state.settings, state.http, state.db, state.router = settings, gw.http, gw.db, gw.router
             state.intake, state.outbox, state.telegram, state.zalo = gw.intake, gw.outbox, gw.telegram, gw.zalo
+            state.handoff = gw.handoff
             yield
 
     routes = [

@@ -1,4 +1,4 @@
-"""The gateway's parts wired together for one process: database, Rasa, channels, router, intake, outbox."""
+"""The gateway's parts wired together for one process: database, Rasa, channels, router, intake, outbox, handoff."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from bot.channels.telegram_limits import TelegramLimits
 from bot.channels.zalo import Zalo
 from bot.channels.zalo_tokens import ZaloCredentials
 from bot.database import Database
+from bot.handoff import STAFF_CHANNEL, Handoff, HandoffConfig
+from bot.handoff_telegram import StaffGroup
 from bot.intake import Intake
 from bot.locks import ConversationLocks, LocalLocks, RedisLocks
 from bot.models import add_missing_columns
@@ -45,6 +47,7 @@ class Gateway:
     router: Router
     intake: Intake
     outbox: Outbox
+    handoff: Handoff
     telegram: Telegram | None = None
     zalo: Zalo | None = None
     workers: list[asyncio.Task[None]] = field(default_factory=list)  # sending and sweeping
@@ -88,9 +91,16 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
             telegram, zalo = build_channels(settings, db, http, texts, telegram_limits)
             channels: dict[str, PushChannel] = {c.name: c for c in (telegram, zalo) if c is not None}
             outbox = Outbox(db, channels)
-            router = Router(db, rasa, texts, outbox, settings.webchat_max_chars)
+            handoff = Handoff(db, texts, outbox, HandoffConfig.from_settings(settings))
+            if settings.staff_telegram_group_id is not None:
+                if telegram is None:
+                    log.error("DVCBOT_STAFF_TELEGRAM_GROUP_ID is set without Telegram: tickets go to the console only")
+                else:
+                    telegram.staff = StaffGroup(telegram, settings.staff_telegram_group_id, db, handoff)
+                    channels[STAFF_CHANNEL] = telegram.staff
+            router = Router(db, rasa, texts, outbox, settings.webchat_max_chars, handoff)
             intake = Intake(db, router, locks)
-            gw = Gateway(settings, db, http, rasa, router, intake, outbox, telegram, zalo)
+            gw = Gateway(settings, db, http, rasa, router, intake, outbox, handoff, telegram, zalo)
             await _start(gw, single_process=redis_client is None)
             try:
                 yield gw
@@ -107,7 +117,8 @@ async def _start(gw: Gateway, single_process: bool) -> None:
         await gw.telegram.start()
     if single_process:  # no other replica can be sending: leases left behind belong to a dead process
         await gw.outbox.release_leases()
-    gw.workers = [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep())]
+    gw.workers = [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep()),
+                  asyncio.create_task(gw.handoff.run())]
     if gw.telegram and gw.settings.telegram_polling:
         gw.poller = asyncio.create_task(gw.telegram.poll(gw.intake))
     elif gw.telegram and gw.settings.telegram_secret is None:

@@ -1,4 +1,5 @@
-"""Gateway tables: conversations and their transcript, inbound updates, the outbox, and channel state."""
+"""Gateway tables: conversations and their transcript, inbound updates, the outbox, channel state, and the
+handoff to staff (staff accounts, tickets and their events, console sessions and login attempts)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Engine,
     ForeignKey,
@@ -19,8 +21,9 @@ from sqlalchemy import (
     func,
     inspect,
     text,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dvcbot.db import Base
 
@@ -153,6 +156,115 @@ class WebchatSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StaffMember(Base):
+    """A postal staff member, supervisor or editor: a console account and/or a Telegram user in the staff group.
+
+    Only active members can claim or answer tickets; ``password_hash`` is empty for Telegram-only staff.
+    """
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))  # shown to citizens ("Chị Lan")
+    role: Mapped[str] = mapped_column(String(12), default="staff")  # staff | supervisor | editor
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Ticket(Base):
+    """One handoff of a conversation to staff: ``waiting`` → ``claimed`` → ``closed`` (or ``cancelled``).
+
+    What staff need to pick it up is kept with it (reason, channel, name, procedure, the last messages), and the
+    times supervisors measure (opened, claimed, closed) and the citizen's rating.
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_status", "status", "id"),
+        Index("ix_tickets_conversation", "conversation_id", "id"),
+        Index("ix_tickets_topic", "topic_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(10), default="waiting")  # waiting | claimed | closed | cancelled
+    reason: Mapped[str] = mapped_column(String(30))  # human_handoff | complaint | fallback | unavailable | staff
+    channel: Mapped[str] = mapped_column(String(20))
+    display_name: Mapped[str] = mapped_column(String(200))
+    procedure_id: Mapped[str | None] = mapped_column(String(80))
+    procedure_name: Mapped[str | None] = mapped_column(String(300))
+    last_messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    opened_message_id: Mapped[int | None] = mapped_column(Integer)  # the transcript's last line at opening
+    out_of_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    close_reason: Mapped[str | None] = mapped_column(String(20))  # staff | citizen | silence
+    closed_message_id: Mapped[int | None] = mapped_column(Integer)  # the transcript's last line of the ticket
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_state: Mapped[str | None] = mapped_column(String(10))  # asked | given | skipped
+    topic_id: Mapped[int | None] = mapped_column(BigInteger)  # the staff group's forum topic (0: none)
+    last_citizen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_staff_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    acked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # last "noted" to the citizen
+    citizen_notified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # the "still waiting"
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # last reminder to staff
+    transfers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TicketEvent(Base):
+    """What happened to a ticket and who did it (opened, claimed, transferred, reminded, closed, rated)."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket", "ticket_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A web console login; only a hash of the cookie's token is stored, with the form (CSRF) token."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoginAttempt(Base):
+    """A failed console login, counted per account and per address for the lock-out."""
+
+    __tablename__ = "console_login_failures"
+    __table_args__ = (Index("ix_console_login_failures_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def finish_inbound(session: Session, inbound_id: int) -> bool:
+    """Mark inbound update ``inbound_id`` done in the current transaction; ``False`` if it was done already."""
+    result = session.execute(
+        update(InboundUpdate).where(InboundUpdate.id == inbound_id, InboundUpdate.status == "pending")
+        .values(status="done", processed_at=utcnow())
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def add_missing_columns(engine: Engine) -> None:

@@ -3,21 +3,27 @@
 It is called by :mod:`bot.intake` under the conversation's lock. The citizen's line, the replies and their
 outbox rows are written in one transaction together with marking the inbound update done, so that a crash
 leaves either nothing (the update is processed again) or everything (the replies will be sent).
+
+The conversation's mode decides who answers (:mod:`bot.handoff`): in ``bot`` mode Rasa, whose custom payload
+``{"handoff": ...}`` opens a ticket; in ``waiting``/``staff`` mode the handoff layer, which relays the message
+to staff. Updates from the Telegram staff group go straight to the handoff layer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Button, IncomingMessage, OutgoingMessage
 from bot.database import Database
-from bot.models import Conversation, InboundUpdate, Message, utcnow
+from bot.handoff import STAFF_CHANNEL, Handoff, rating_ticket
+from bot.models import Conversation, InboundUpdate, Message, finish_inbound, utcnow
 from bot.outbox import Outbox
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.texts import GatewayTexts
@@ -55,31 +61,69 @@ def conversation(session: Session, key: str, channel: str, display_name: str | N
 class _State:
     conversation_id: int
     mode: str
+    rating_pending: bool
+
+
+# what the handoff layer adds to an exchange inside its transaction: more replies for the citizen
+Hook = Callable[[Session, Conversation], list[OutgoingMessage]]
 
 
 class Router:
-    """Routes one citizen message to the bot (or, later, to staff) and stores the exchange."""
+    """Routes one citizen message to the bot or to staff and stores the exchange."""
 
     def __init__(self, db: Database, rasa: RasaClient, texts: GatewayTexts, outbox: Outbox | None = None,
-                 max_chars: int = 2000) -> None:
+                 max_chars: int = 2000, handoff: Handoff | None = None) -> None:
         self.db = db
         self.rasa = rasa
         self.texts = texts
         self.outbox = outbox
         self.max_chars = max_chars
+        self.handoff = handoff
 
     async def process(self, inbound_id: int, msg: IncomingMessage) -> None:
         """Answer inbound update ``inbound_id`` (holding ``msg``) and store everything; once only."""
+        if msg.channel == STAFF_CHANNEL:
+            if self.handoff is not None:
+                await self.handoff.staff_update(inbound_id, msg)
+            else:
+                await self.db.run(lambda s: self._drop(s, inbound_id))
+            return
 
         def open_(session: Session) -> _State:
             conv = conversation(session, msg.conversation_key, msg.channel, msg.display_name)
-            return _State(conv.id, conv.mode)
+            pending = conv.mode == "bot" and rating_ticket(session, conv.id) is not None
+            return _State(conv.id, conv.mode, pending)
 
         state = await self.db.run(open_)
-        replies = await self._answer(msg) if state.mode == "bot" else []  # else: relayed by the handoff layer
-        queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies))
+        handoff = self.handoff
+        hook: Hook | None = None
+        replies: list[OutgoingMessage] = []
+        if handoff is not None and handoff.handles(state.mode, state.rating_pending, msg):
+
+            def on_citizen(session: Session, conv: Conversation) -> list[OutgoingMessage]:
+                assert handoff is not None
+                return handoff.on_citizen(session, conv, msg, self.max_chars)
+
+            hook = on_citizen
+        else:
+            replies = await self._answer(msg)
+            if handoff is not None:
+                answered = replies
+
+                def after_bot(session: Session, conv: Conversation) -> list[OutgoingMessage]:
+                    assert handoff is not None
+                    return handoff.after_bot(session, conv, answered)
+
+                hook = after_bot
+        queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies, hook))
         if queued and self.outbox:
             self.outbox.notify()
+
+    @staticmethod
+    def _drop(session: Session, inbound_id: int) -> None:
+        """A staff group update while the handoff is off: nothing to do but mark it done."""
+        finish_inbound(session, inbound_id)
+        session.commit()
 
     async def _answer(self, msg: IncomingMessage) -> list[OutgoingMessage]:
         if msg.notice:
@@ -91,6 +135,9 @@ class Router:
             raw = await self.rasa.send(msg.conversation_key, msg.text, metadata)
         except RasaUnavailable as exc:
             log.warning("rasa unavailable for %s: %s", msg.channel, exc)
+            if self.handoff is not None and msg.text.strip() == "/human_handoff":
+                # the bot is down and the citizen pressed "Gặp nhân viên": the gateway opens the ticket itself
+                return [OutgoingMessage(custom={"handoff": {"reason": "unavailable"}})]
             return [self.texts.message("unavailable")]
         replies = [OutgoingMessage.from_rasa(item) for item in raw]
         if not any(r.visible or r.custom for r in replies):
@@ -100,12 +147,8 @@ class Router:
         return replies
 
     def _commit(self, session: Session, inbound_id: int, conversation_id: int, msg: IncomingMessage,
-                replies: list[OutgoingMessage]) -> int:
-        claimed = session.execute(
-            update(InboundUpdate).where(InboundUpdate.id == inbound_id, InboundUpdate.status == "pending")
-            .values(status="done", processed_at=utcnow())
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                replies: list[OutgoingMessage], hook: Hook | None = None) -> int:
+        if not finish_inbound(session, inbound_id):
             session.rollback()  # processed meanwhile by another replica: keep its answer
             return 0
         conv = session.get(Conversation, conversation_id)
@@ -114,6 +157,9 @@ class Router:
         payload.update(msg.metadata)
         session.add(Message(conversation_id=conv.id, direction="in", sender="citizen", text=msg.transcript_text,
                             payload=payload or None, inbound_id=inbound_id))
+        session.flush()  # the citizen's line comes before anything the hook writes
+        if hook is not None:
+            replies = [*replies, *hook(session, conv)]
         rows = [Message(conversation_id=conv.id, direction="out", sender=r.sender, text=r.text,
                         payload=r.payload_dict(), inbound_id=inbound_id) for r in replies]
         session.add_all(rows)

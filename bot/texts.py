@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,15 @@ from bot.channels.base import Button, OutgoingMessage
 from dvcbot import PROJECT_ROOT
 
 DEFAULT_PATH = PROJECT_ROOT / "data" / "content" / "gateway.yml"
-REQUIRED = ("start", "unavailable", "empty_text", "too_long", "unsupported_media", "choose_by_number")
+REQUIRED = ("start", "unavailable", "empty_text", "too_long", "unsupported_media", "choose_by_number",
+            "handoff_queued", "handoff_queued_late", "handoff_queued_closed", "handoff_complaint",
+            "handoff_still_queued", "handoff_in_progress", "handoff_unclaimed", "handoff_closed_now",
+            "handoff_keep_waiting", "handoff_claimed", "handoff_transferred", "handoff_requeued", "staff_reply",
+            "handoff_ended", "handoff_rated", "handoff_cancelled", "handoff_citizen_ended", "handoff_silence",
+            "handoff_stale", "staff_ticket_summary", "staff_citizen_says", "staff_console_reply", "staff_claimed",
+            "staff_claim_lost", "staff_claim_closed", "staff_not_claimed", "staff_ended", "staff_cancelled",
+            "staff_citizen_ended", "staff_silence", "staff_reminder", "staff_requeued", "staff_transferred",
+            "staff_rated")
 
 
 def _entries(value: Any) -> list[dict[str, Any]]:
@@ -32,6 +40,7 @@ def _fill(text: str, values: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class GatewayTexts:
     raw: dict[str, list[dict[str, Any]]]
+    labels: dict[str, Any] = field(default_factory=dict)  # short names: reasons, channels, button titles
 
     @classmethod
     def load(cls, path: Path = DEFAULT_PATH) -> GatewayTexts:
@@ -40,7 +49,16 @@ class GatewayTexts:
         missing = [k for k in REQUIRED if not messages.get(k)]
         if missing:
             raise ValueError(f"{path}: missing messages: {', '.join(missing)}")
-        return cls(messages)
+        labels = data.get("labels") or {}
+        return cls(messages, labels if isinstance(labels, dict) else {})
+
+    def label(self, group: str, key: str | None = None) -> str:
+        """A short label (``label("reasons", "complaint")``, ``label("claim_button")``); the key when missing."""
+        value = self.labels.get(group)
+        if key is not None:
+            value = value.get(key) if isinstance(value, dict) else None
+            return str(value) if value is not None else key
+        return str(value) if value is not None else group
 
     def messages(self, key: str, **values: Any) -> list[OutgoingMessage]:
         """Every message of ``key``, with ``{placeholders}`` filled from ``values``."""

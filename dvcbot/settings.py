@@ -48,6 +48,27 @@ class Settings(BaseSettings):
 
     rasa_tracker_url: str | None = None
 
+    # Human handoff (README "Handoff to postal staff")
+    handoff_hours: str = Field(default="mon-fri 07:30-17:00; sat 07:30-11:30",
+                               description="staff working hours: 'mon-fri 07:30-11:30, 13:30-17:00; sat 08:00-11:00'")
+    handoff_holidays: str = Field(default="", description="days without staff, ISO dates separated by commas")
+    handoff_timezone: str = "Asia/Ho_Chi_Minh"
+    handoff_unclaimed_minutes: float = Field(default=5.0, description="unclaimed this long: the citizen is told")
+    handoff_remind_minutes: float = Field(default=3.0, description="staff are reminded of unclaimed tickets this often")
+    handoff_silence_minutes: float = Field(default=30.0, description="a claimed ticket whose citizen stays silent "
+                                                                    "this long closes itself")
+    handoff_default_wait_minutes: float = Field(default=5.0, description="expected wait while there is no history")
+    handoff_transcript_lines: int = Field(default=10, description="recent messages shown to staff with a ticket")
+    handoff_check_seconds: float = Field(default=30.0, description="how often the timers above are checked")
+    # Staff: the Telegram supergroup (with topics) where tickets are handled
+    staff_telegram_group_id: int | None = None
+    # The web console at /console/
+    console_session_hours: float = Field(default=12.0, description="a console login lasts this long")
+    console_secure_cookies: str = Field(default="auto", description="auto (Secure over https) | true | false")
+    console_login_max_failures: int = Field(default=5, description="failed logins per account (and 4x per address) "
+                                                                   "before a lock-out")
+    console_login_window_minutes: float = Field(default=15.0, description="the window failed logins count in")
+
     @property
     def tracker_store_url(self) -> str:
         """Where Rasa keeps conversation trackers (so they survive restarts and model swaps).

@@ -10,6 +10,7 @@ by :mod:`bot.intake` before Telegram gets its 200, which is what makes a crash l
 - The Rasa sender id is ``telegram:<chat id>`` (the user's id in a private chat).
 - Buttons become inline keyboards; a payload longer than the 64 bytes of ``callback_data`` travels as
   ``#<id>`` of a :class:`~bot.models.ButtonPayload` row. Texts are split at 4,096 UTF-16 units.
+- Updates from the staff group (``DVCBOT_STAFF_TELEGRAM_GROUP_ID``) are read by :mod:`bot.handoff_telegram`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import hmac
 import logging
 import re
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,6 +43,9 @@ from bot.channels.telegram_limits import TelegramLimits
 from bot.database import Database
 from bot.intake import Intake
 from bot.models import ButtonPayload
+
+if TYPE_CHECKING:
+    from bot.handoff_telegram import StaffGroup
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,27 @@ class UnsupportedUpdate(ValueError):
 
 def seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@asynccontextmanager
+async def telegram_errors(undeliverable: bool = False) -> AsyncIterator[None]:
+    """Map Telegram's errors for the outbox: ``RetryLater`` (flood control, network, 5xx) or ``Undeliverable``
+    (blocked, chat gone; and refused content when ``undeliverable``, else ``BadRequest`` is raised as it is)."""
+    try:
+        yield
+    except RetryAfter as exc:
+        with warnings.catch_warnings():  # PTB warns about the int/timedelta transition
+            warnings.simplefilter("ignore")
+            delay = seconds(exc.retry_after)
+        raise RetryLater(str(exc), delay) from exc
+    except BadRequest as exc:
+        if undeliverable:
+            raise Undeliverable(f"{type(exc).__name__}: {exc}") from exc
+        raise
+    except (Forbidden, ChatMigrated) as exc:  # blocked, chat gone
+        raise Undeliverable(f"{type(exc).__name__}: {exc}") from exc
+    except TelegramError as exc:  # network, timeouts, 5xx, token trouble
+        raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
 
 
 def callback_payload(session: Session, payload: str) -> str:
@@ -146,6 +173,7 @@ class Telegram:
         self.db = db
         self.max_chars = max_chars
         self.application = build_application(token, api_base, limits or TelegramLimits())
+        self.staff: StaffGroup | None = None  # the staff group, when handoff to Telegram staff is configured
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -175,7 +203,10 @@ class Telegram:
         Raises:
             UnsupportedUpdate: the update carries nothing of a known type.
         """
-        msg = classify(update, self.max_chars)
+        if self.staff is not None and self.staff.owns(update):
+            msg = self.staff.classify(update)
+        else:
+            msg = classify(update, self.max_chars)
         if msg is None:
             return "ignored"
         if update.callback_query is not None and msg.text.startswith("#"):
@@ -273,20 +304,11 @@ class Telegram:
         keyboard = body.get("keyboard")
         markup = InlineKeyboardMarkup(
             [[InlineKeyboardButton(b["text"], callback_data=b["data"])] for b in keyboard]) if keyboard else None
-        try:
+        async with telegram_errors(undeliverable=True):  # blocked, chat gone, refused content: for good
             if "photo" in body:
                 await self.bot.send_photo(int(recipient), body["photo"], reply_markup=markup)
             else:
                 await self.bot.send_message(int(recipient), body["text"], reply_markup=markup)
-        except RetryAfter as exc:
-            with warnings.catch_warnings():  # PTB warns about the int/timedelta transition
-                warnings.simplefilter("ignore")
-                delay = seconds(exc.retry_after)
-            raise RetryLater(str(exc), delay) from exc
-        except (Forbidden, BadRequest, ChatMigrated) as exc:  # blocked, chat gone, refused content
-            raise Undeliverable(f"{type(exc).__name__}: {exc}") from exc
-        except TelegramError as exc:  # network, timeouts, 5xx, token trouble
-            raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
 
 
 routes = [webhook_route(WEBHOOK_PATH, CHANNEL)]

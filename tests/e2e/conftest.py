@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from dvcbot.supervisor import Supervisor, services
 from dvcbot.training import current_model
 from tests.bot.helpers import TELEGRAM_SECRET
 from tests.fakes import zalo as zalo_fake
+from tests.fakes.telegram import STAFF_GROUP, FakeTelegram
 from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.zalo import FakeZalo
 from tests.servers import free_port, serve
 
@@ -99,6 +100,22 @@ class Platforms:
                     zalo_oauth_base=self.zalo_url)
 
 
+@contextmanager
+def handoff_env() -> Iterator[None]:
+    """Staff always on duty and a Telegram staff group, for the processes started inside (not for other tests)."""
+    values = {"DVCBOT_STAFF_TELEGRAM_GROUP_ID": str(STAFF_GROUP), "DVCBOT_HANDOFF_HOURS": "mon-sun 00:00-24:00"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def platforms() -> Iterator[Platforms]:
     telegram, zalo = FakeTelegram(), FakeZalo()
@@ -131,7 +148,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Platforms) -> Ite
     log_path = tmp_path_factory.mktemp("e2e-logs") / "stack.log"
     log = log_path.open("w", encoding="utf-8")
     print(f"end-to-end stack log: {log_path}")
-    sup = Supervisor(services(settings, Path(model), "e2e-token"), out=log)
+    with handoff_env():
+        svcs = services(settings, Path(model), "e2e-token")
+    sup = Supervisor(svcs, out=log)
     sup.start()
     url = f"http://127.0.0.1:{settings.gateway_port}"
     try:

@@ -25,6 +25,7 @@ class FakeRasa:
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
     replies: list[dict[str, Any]] | None = None  # answer this instead of the echo
+    script: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # answers to particular messages
 
     def messages(self, sender: str) -> list[str]:
         """The texts Rasa received from ``sender``, in order."""
@@ -45,8 +46,9 @@ class FakeRasa:
             return JSONResponse({"error": "boom"}, status_code=500)
         if self.mode == "empty":
             return JSONResponse([])
-        if self.replies is not None:
-            return JSONResponse([{"recipient_id": sender, **r} for r in self.replies])
+        if self.replies is not None or body["message"] in self.script:
+            replies = self.script.get(body["message"], self.replies or [])
+            return JSONResponse([{"recipient_id": sender, **r} for r in replies])
         return JSONResponse([
             {"recipient_id": body["sender"], "text": f"echo: {body['message']}",
              "buttons": [{"title": "Lệ phí", "payload": "/procedure_fee"}]},

@@ -2,8 +2,10 @@
 
 It answers the methods the gateway uses, records every call (accepted or not, with its arrival time, so tests
 can check the rate limits), can be told to fail calls (429 with ``retry_after``, 5xx, 403), and serves
-``getUpdates`` from a queue for the long-polling mode. Helpers at the bottom build the updates a citizen's
-client would cause.
+``getUpdates`` from a queue for the long-polling mode. A negative chat id is a supergroup with forum topics:
+``createForumTopic``/``closeForumTopic`` work and ``message_thread_id`` is kept (a thread that was never created
+is refused like Telegram does). Helpers at the bottom build the updates a citizen's client, or a staff member in
+the staff group, would cause.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ TOKEN = "123456:TEST-token"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Trợ lý DVC", "username": "dvc_test_bot",
             "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
 SEND_METHODS = {"sendMessage", "sendPhoto"}
+STAFF_GROUP = -1001234567890
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class Call:
         return self.params.get("text")
 
     @property
+    def thread(self) -> int | None:
+        value = self.params.get("message_thread_id")
+        return int(value) if value is not None else None
+
+    @property
     def buttons(self) -> list[dict[str, str]]:
         markup = self.params.get("reply_markup") or {}
         return [b for row in markup.get("inline_keyboard", []) for b in row]
@@ -73,8 +81,12 @@ class FakeTelegram:
     fail: Callable[[str, dict[str, Any]], Failure | None] | None = None
     pending_updates: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
+    topics: dict[int, str] = field(default_factory=dict)  # forum topics created: thread id → name
+    closed_topics: set[int] = field(default_factory=set)
+    forum: bool = True  # False: createForumTopic is refused (the group is not a forum)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 1
+    _next_thread: int = 500
 
     # --- what tests look at ----------------------------------------------------------------------------------
 
@@ -86,6 +98,18 @@ class FakeTelegram:
 
     def texts(self, chat_id: int) -> list[str]:
         return [c.text or "" for c in self.sent(chat_id)]
+
+    def in_topic(self, thread: int, chat_id: int = STAFF_GROUP) -> list[Call]:
+        """Messages accepted in one forum topic of a group."""
+        return [c for c in self.sent(chat_id) if c.thread == thread]
+
+    def topic_texts(self, thread: int, chat_id: int = STAFF_GROUP) -> list[str]:
+        return [c.text or "" for c in self.in_topic(thread, chat_id)]
+
+    def topic_named(self, prefix: str) -> int:
+        """The thread id of the topic whose name starts with ``prefix``."""
+        with self._lock:
+            return next(t for t, name in self.topics.items() if name.startswith(prefix))
 
     def attempts(self) -> list[Call]:
         with self._lock:
@@ -115,7 +139,12 @@ class FakeTelegram:
         handler = getattr(self, f"_{method}", None)
         if handler is None:
             return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, status_code=404)
+        thread = params.get("message_thread_id")
+        if thread is not None and int(thread) not in self.topics:
+            return self._failure(Failure(400, description="Bad Request: message thread not found"))
         result = await handler(params)
+        if isinstance(result, Failure):
+            return self._failure(result)
         return JSONResponse({"ok": True, "result": result})
 
     @staticmethod
@@ -130,8 +159,12 @@ class FakeTelegram:
         with self._lock:
             message_id, self._next_id = self._next_id, self._next_id + 1
         chat_id = int(params["chat_id"])
-        return {"message_id": message_id, "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}, **extra}
+        chat: dict[str, Any] = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        if chat_id < 0:
+            chat.update(title="Nhân viên bưu điện", is_forum=self.forum)
+        if params.get("message_thread_id") is not None:
+            extra.update(message_thread_id=int(params["message_thread_id"]), is_topic_message=True)
+        return {"message_id": message_id, "date": int(time.time()), "chat": chat, **extra}
 
     async def _getMe(self, params: dict[str, Any]) -> Any:
         return BOT_USER
@@ -146,6 +179,24 @@ class FakeTelegram:
         return self._message(params, photo=[{"file_id": "p1", "file_unique_id": "p1", "width": 1, "height": 1}])
 
     async def _answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        return True
+
+    async def _createForumTopic(self, params: dict[str, Any]) -> Any:
+        if not self.forum or int(params["chat_id"]) > 0:
+            return Failure(400, description="Bad Request: the chat is not a forum")
+        name = str(params["name"])
+        if not 1 <= len(name) <= 128:
+            return Failure(400, description="Bad Request: TOPIC_TITLE_INVALID")
+        with self._lock:
+            thread, self._next_thread = self._next_thread, self._next_thread + 1
+            self.topics[thread] = name
+        return {"message_thread_id": thread, "name": name, "icon_color": 7322096}
+
+    async def _closeForumTopic(self, params: dict[str, Any]) -> Any:
+        thread = int(params["message_thread_id"])
+        if thread in self.closed_topics:
+            return Failure(400, description="Bad Request: TOPIC_NOT_MODIFIED")
+        self.closed_topics.add(thread)
         return True
 
     async def _setWebhook(self, params: dict[str, Any]) -> Any:
@@ -207,6 +258,37 @@ def sticker_update(update_id: int, chat_id: int) -> dict[str, Any]:
 
 def voice_update(update_id: int, chat_id: int) -> dict[str, Any]:
     return message_update(update_id, chat_id, voice={"file_id": "v1", "file_unique_id": "v1", "duration": 3})
+
+
+def staff_user(user_id: int, first_name: str = "Lan") -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": first_name, "last_name": "Nguyễn", "language_code": "vi"}
+
+
+def group_text_update(update_id: int, user_id: int, thread: int, text: str, first_name: str = "Lan",
+                      chat_id: int = STAFF_GROUP) -> dict[str, Any]:
+    """A staff member writes ``text`` in forum topic ``thread`` of the staff group."""
+    message: dict[str, Any] = {
+        "message_id": update_id, "date": int(time.time()), "from": staff_user(user_id, first_name),
+        "chat": {"id": chat_id, "type": "supergroup", "title": "Nhân viên bưu điện", "is_forum": True},
+        "message_thread_id": thread, "is_topic_message": True, "text": text}
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": update_id, "message": message}
+
+
+def group_callback_update(update_id: int, user_id: int, pressed: Call, title: str,
+                          first_name: str = "Lan") -> dict[str, Any]:
+    """A staff member presses the button called ``title`` under the bot's post ``pressed`` in the staff group."""
+    button = next(b for b in pressed.buttons if b["text"] == title)
+    message: dict[str, Any] = {
+        "message_id": 1, "date": int(time.time()),
+        "chat": {"id": pressed.chat_id, "type": "supergroup", "title": "Nhân viên bưu điện", "is_forum": True},
+        "text": pressed.text or "", "reply_markup": pressed.params.get("reply_markup")}
+    if pressed.thread is not None:
+        message.update(message_thread_id=pressed.thread, is_topic_message=True)
+    return {"update_id": update_id, "callback_query": {
+        "id": f"cb{update_id}", "from": staff_user(user_id, first_name), "chat_instance": "staff",
+        "data": button["callback_data"], "message": message}}
 
 
 def callback_update(update_id: int, chat_id: int, pressed: Call, title: str) -> dict[str, Any]:
