@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,6 +84,7 @@ async def one_config(replicas: int, args: argparse.Namespace, run: Run, workdir:
             say(f"{replicas}x {channel} steady {args.rate:g}/s: {result.rate:5.1f} msg/s, p95 "
                 f"{(result.latency(95) or 0) * 1000:5.0f} ms, lost {result.tally.lost}, "
                 f"dup {result.tally.duplicated}")
+        run.log_problems[replicas] = log_problems(stack.log.name)
         if replicas == 1 and not args.no_profile:
             say("profiling: one message at a time, then py-spy under load")
             run.probe = await asyncio.to_thread(probe, stack)
@@ -103,31 +105,50 @@ def main(argv: list[str] | None = None) -> int:
         print("No trained Rasa model: run `make model` first.", file=sys.stderr)
         return 1
     started = time.monotonic()
+    (PROJECT_ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
     run = Run(command="make bench" if argv is None and len(sys.argv) == 1 else "python -m bench " + " ".join(
         sys.argv[1:]), started=time.strftime("%Y-%m-%d %H:%M %Z"), machine=machine(), model=model.name,
         commit=commit(), load_before=machine_load())
-    with tempfile.TemporaryDirectory(prefix="dvcbot-bench-") as tmp:
-        workdir = Path(tmp)
-        for replicas in [int(r) for r in args.replicas.split(",") if r]:
-            say(f"starting {replicas} replica(s) of each service (logs: {workdir}/r{replicas})")
-            try:
-                asyncio.run(one_config(replicas, args, run, workdir))
-            except RuntimeError as exc:
-                say(f"{replicas} replica(s): {exc}")
-                log = workdir / f"r{replicas}" / f"stack-{replicas}.log"
-                if log.exists():
-                    print("\n".join(log.read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
-                return 1
-        run.elapsed = time.monotonic() - started
-        run.load_after = machine_load()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render(run), encoding="utf-8")
-        raw = PROJECT_ROOT / "var" / "bench" / "turns.json"
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(json.dumps([{"step": s.name, **t.__dict__} for s in run.steps for t in s.turns],
-                                  ensure_ascii=False, default=str))
+    workdir = PROJECT_ROOT / "var" / "bench" / "last-run"  # the stacks' logs, kept until the next run
+    shutil.rmtree(workdir, ignore_errors=True)
+    for replicas in [int(r) for r in args.replicas.split(",") if r]:
+        say(f"starting {replicas} replica(s) of each service (logs: {workdir}/r{replicas})")
+        try:
+            asyncio.run(one_config(replicas, args, run, workdir))
+        except RuntimeError as exc:
+            say(f"{replicas} replica(s): {exc}")
+            log = workdir / f"r{replicas}" / f"stack-{replicas}.log"
+            if log.exists():
+                print("\n".join(log.read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
+            return 1
+    run.elapsed = time.monotonic() - started
+    run.load_after = machine_load()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(run), encoding="utf-8")
+    raw = PROJECT_ROOT / "var" / "bench" / "turns.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps([{"step": s.name, **t.__dict__} for s in run.steps for t in s.turns],
+                              ensure_ascii=False, default=str))
     say(f"wrote {args.out} in {run.elapsed / 60:.1f} min (every turn: {raw})")
     return 0
+
+
+NOISE = ("DeprecationWarning", "UserWarning", "warnings.warn", "FutureWarning", " lb | ", "lb |")
+PROBLEM = re.compile(r"\b(ERROR|CRITICAL|WARNING|Traceback|Exception)\b")
+
+
+def log_problems(path: str) -> dict[str, int]:
+    """Warnings and errors the stack logged during the load steps (digits folded, so alike lines count together)."""
+    counts: dict[str, int] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return counts
+    for line in lines:
+        if PROBLEM.search(line) and not any(n in line for n in NOISE):
+            key = re.sub(r"\d+", "N", line.strip())[:200]
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def machine() -> str:

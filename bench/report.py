@@ -33,6 +33,7 @@ class Run:
     load_before: str = ""
     load_after: str = ""
     elapsed: float = 0.0
+    log_problems: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
 def steps_table(steps: list[StepResult]) -> list[str]:
@@ -176,6 +177,11 @@ def render(run: Run) -> str:
         out.append("")
     if run.spy_error:
         out += [f"py-spy: {run.spy_error}", ""]
+    for replicas, problems in sorted(run.log_problems.items()):
+        worst = sorted(problems.items(), key=lambda kv: -kv[1])[:10]
+        out += [f"## Warnings and errors the stack logged ({replicas} replica(s), during the load steps)", ""]
+        out += [f"- {n} × `{line}`" for line, n in worst] or ["- none"]
+        out.append("")
     notes = [n for s in run.steps for n in s.tally.notes]
     if notes:
         out += ["## Notes from the accounting", ""] + [f"- {n}" for n in notes[:30]]

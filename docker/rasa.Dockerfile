@@ -1,0 +1,28 @@
+# The Rasa server: the official Rasa Open Source 3.6 image plus nlu/ (custom components), the assistant's
+# configuration, domain and data, and a trained model. Build from the repository root after `make model`:
+#   docker build -f docker/rasa.Dockerfile --build-arg MODEL=$(basename $(.venv/bin/python -c \
+#     'from dvcbot.training import current_model; print(current_model())')) -t dvcbot-rasa .
+FROM rasa/rasa:3.6.21
+
+# the model file under models/ to serve (default: every model there; Rasa serves the newest)
+ARG MODEL=*.tar.gz
+
+USER root
+WORKDIR /app
+# custom components are imported by config.yml as nlu.<module>
+ENV PYTHONPATH=/app RASA_TELEMETRY_ENABLED=false SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2
+COPY nlu nlu
+COPY config.yml credentials.yml ./
+COPY domain domain
+COPY data data
+# endpoints: action server, SQL tracker store and Redis lock store, all from environment variables
+COPY docker/endpoints.prod.yml endpoints.yml
+COPY models/${MODEL} models/
+RUN chown -R 1001 /app
+USER 1001
+
+EXPOSE 5005
+# the API token comes from the environment at run time (never baked into the image or the command line of
+# the compose file); the API and the REST channel stay inside the compose network (no published port)
+ENTRYPOINT ["/bin/sh", "-c", "exec rasa run --enable-api --auth-token \"$DVCBOT_RASA_TOKEN\" --port 5005 \
+  --model models --endpoints endpoints.yml --credentials credentials.yml"]
