@@ -192,13 +192,16 @@ class Gazetteer:
     # ------------------------------------------------------------------
 
     def match(self, tokens: Sequence[str]) -> list[Match]:
-        """Finds names in normalised syllables, leftmost-longest, without overlaps."""
+        """Finds names in normalised syllables, longest first, without overlaps, in text order.
+
+        The longest name at each position is a candidate; where candidates overlap the longer one wins
+        ("xin giấy xác nhận tình trạng hôn nhân" is the marital-status certificate, not "xin giấy xác nhận"),
+        and between equally long ones the leftmost.
+        """
         texts = [fold_i_y(t) for t in tokens]
         lemmas = [strip_diacritics(t) for t in texts]
-        found: list[Match] = []
-        i = 0
-        while i < len(texts):
-            match = None
+        candidates: list[Match] = []
+        for i in range(len(texts)):
             for length in self._lengths:
                 if i + length > len(texts):
                     continue
@@ -206,13 +209,15 @@ class Gazetteer:
                 if match is None and self.fuzzy and length >= MIN_FUZZY_SYLLABLES:
                     match = self._fuzzy_at(texts, lemmas, i, length)
                 if match is not None:
+                    candidates.append(match)
                     break
-            if match is None:
-                i += 1
-            else:
+        taken = [False] * len(texts)
+        found: list[Match] = []
+        for match in sorted(candidates, key=lambda m: (m.first - m.last, m.first)):
+            if not any(taken[match.first : match.last]):
+                taken[match.first : match.last] = [True] * (match.last - match.first)
                 found.append(match)
-                i = match.last
-        return found
+        return sorted(found, key=lambda m: m.first)
 
     def without_redundant_groups(self, matches: list[Match]) -> list[Match]:
         """Drops a group when the same message also names one of its procedures.
@@ -340,6 +345,28 @@ def place_variants(
             bare = [rest] if len(rest) >= 2 and not all(t.isdigit() for t in rest) else []
             return prefixed, bare
     return ([tokens] if tokens else []), []
+
+
+_NUMBERED_UNIT = re.compile(r"(?:p|q)([0-9]+)")
+
+
+def place_key(name: str) -> str:
+    """Compares places: accent-free, lower case, without an administrative prefix.
+
+    "Phường Hải Châu", "p. hai chau" and "Hai Chau" all give "hai chau"; "Quận 1" and "q1" give "1".
+    """
+    lemmas = [strip_diacritics(s.text) for s in syllables(name)]
+    for prefix, spellings in _ADMIN_PREFIXES:
+        forms = [prefix] + [tuple(strip_diacritics(t) for t in spelling) for spelling in spellings]
+        form = next((f for f in forms if tuple(lemmas[: len(f)]) == f and len(lemmas) > len(f)), None)
+        if form is not None:
+            lemmas = lemmas[len(form) :]
+            break
+    if len(lemmas) == 1:
+        numbered = _NUMBERED_UNIT.fullmatch(lemmas[0])
+        if numbered:
+            lemmas = [numbered.group(1)]
+    return " ".join(lemmas)
 
 
 # --------------------------------------------------------------------------

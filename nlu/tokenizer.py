@@ -9,12 +9,18 @@ another accent-insensitive ones (``use_lemma: true``). Dossier codes, numbers,
 e-mails and URLs stay single tokens. Token offsets point into the original
 message text. The abbreviation dictionary is read when the model is trained
 and stored inside the model, so a server needs no ``data/`` folder.
+
+``word_segmenter: pyvi`` joins syllables into words with the pyvi package
+("khai sinh" → "khai_sinh"). It is not installed and not used: it was measured
+against plain syllables and did not win (``reports/nlu.md``, "Choices"); the
+option stays so that the comparison can be repeated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +85,8 @@ class VietnameseTokenizer(Tokenizer):
             "prefix_separator_symbol": None,
             # read at training time, relative to the working directory
             "abbreviations_file": DEFAULT_ABBREVIATIONS_FILE,
+            # None: syllables; "pyvi": words from pyvi's segmenter (pip install pyvi)
+            "word_segmenter": None,
         }
 
     def __init__(
@@ -93,6 +101,8 @@ class VietnameseTokenizer(Tokenizer):
         self._model_storage = model_storage
         self._resource = resource
         self.abbreviations: dict[str, str] = dict(abbreviations or {})
+        # imported here, not on the first message, so that loading a model pays for it
+        self._segment = pyvi_segmenter() if self._config.get("word_segmenter") == "pyvi" else None
 
     @classmethod
     def create(
@@ -156,9 +166,60 @@ class VietnameseTokenizer(Tokenizer):
         if attribute == TEXT:
             message.set(NORMALIZED_TEXT, normalized.text, add_to_output=True)
         tokens = [Token(s.text, s.start, s.end, lemma=s.lemma) for s in syllables_of(normalized)]
+        if self._segment is not None:
+            tokens = join_words(tokens, self._segment)
         if not tokens:
             # Like Rasa's WhitespaceTokenizer: text without words ("😀", "...")
             # becomes one token, so featurizers and classifiers still get input.
             tokens = [Token(normalized.text, 0, len(text), lemma=normalized.text)]
         patterned: list[Token] = self._apply_token_pattern(tokens)
         return patterned
+
+
+def pyvi_segmenter() -> Callable[[str], str]:
+    """pyvi's ``ViTokenizer.tokenize`` (imported on first use: an optional, measured alternative)."""
+    try:
+        from pyvi import ViTokenizer  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("word_segmenter 'pyvi' needs the pyvi package (pip install pyvi)") from exc
+    segment: Callable[[str], str] = ViTokenizer.tokenize
+    return segment
+
+
+def join_words(tokens: list[Token], segment: Callable[[str], str]) -> list[Token]:
+    """Joins runs of syllable tokens into the words ``segment`` finds ("khai sinh" → "khai_sinh").
+
+    ``segment`` takes space-separated syllables and returns them with the syllables of each word joined by
+    "_". Tokens that hold digits (codes, numbers) are never joined; if the segmenter's output does not line
+    up with the syllables, the syllables are kept.
+    """
+    out: list[Token] = []
+    run: list[Token] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        words = segment(" ".join(t.text for t in run)).split()
+        joined: list[Token] = []
+        position = 0
+        for word in words:
+            parts = word.split("_")
+            chunk = run[position : position + len(parts)]
+            if [t.text for t in chunk] != parts:
+                out.extend(run)
+                run.clear()
+                return
+            lemma = "_".join(t.lemma for t in chunk)
+            joined.append(Token(word, chunk[0].start, chunk[-1].end, lemma=lemma))
+            position += len(parts)
+        out.extend(joined if position == len(run) else run)
+        run.clear()
+
+    for token in tokens:
+        if any(ch.isdigit() for ch in token.text) or not token.text.isalpha():
+            flush()
+            out.append(token)
+        else:
+            run.append(token)
+    flush()
+    return out

@@ -78,6 +78,18 @@ def test_longest_match_wins_and_groups_give_way(gazetteer: Gazetteer) -> None:
     ]
 
 
+def test_a_longer_name_beats_an_overlapping_one_on_its_left() -> None:
+    g = Gazetteer()
+    g.add_name(PROCEDURE, "xac_nhan", "xin giấy xác nhận", 30)
+    g.add_name(PROCEDURE, "xac_nhan_tthn", "giấy xác nhận tình trạng hôn nhân", 20)
+    g.add_name(PROCEDURE, "ket_hon", "kết hôn", 20)
+    assert found(g, "xin giấy xác nhận tình trạng hôn nhân để kết hôn") == [
+        (PROCEDURE, "xac_nhan_tthn", "giấy xác nhận tình trạng hôn nhân", True),
+        (PROCEDURE, "ket_hon", "kết hôn", True),
+    ]
+    assert found(g, "xin giấy xác nhận cư trú") == [(PROCEDURE, "xac_nhan", "xin giấy xác nhận", True)]
+
+
 def test_one_typo_in_long_names(gazetteer: Gazetteer) -> None:
     assert found(gazetteer, "đăng ký kết hônn") == [(PROCEDURE, "ket_hon", "đăng ký kết hônn", False)]
     assert found(gazetteer, "đăg ký kết hôn") == [(PROCEDURE, "ket_hon", "đăg ký kết hôn", False)]
@@ -159,3 +171,25 @@ def test_matching_never_raises_and_never_overlaps(gazetteer: Gazetteer, text: st
     for match in matches:
         assert previous <= match.first < match.last <= len(tokens)
         previous = match.last
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Phường Hải Châu", "hai chau"),
+        ("p. hai chau", "hai chau"),
+        ("Hai Chau", "hai chau"),
+        ("HẢI CHÂU", "hai chau"),
+        ("Quận 1", "1"),
+        ("q1", "1"),
+        ("Thị xã Sơn Tây", "son tay"),
+        ("xa Binh Chanh", "binh chanh"),
+        ("Hà Đông", "ha dong"),
+        ("Thanh Xuân", "thanh xuan"),
+        ("Phường", "phuong"),
+    ],
+)
+def test_place_key_ignores_case_accents_and_prefixes(name: str, key: str) -> None:
+    from nlu.gazetteer import place_key
+
+    assert place_key(name) == key
