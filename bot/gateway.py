@@ -24,6 +24,7 @@ from bot.handoff_telegram import StaffGroup
 from bot.intake import Intake
 from bot.locks import ConversationLocks, LocalLocks, RedisLocks
 from bot.models import add_missing_columns
+from bot.notifications import NotificationRelay
 from bot.outbox import Outbox
 from bot.rasa_client import RasaClient
 from bot.router import Router
@@ -118,7 +119,8 @@ async def _start(gw: Gateway, single_process: bool) -> None:
     if single_process:  # no other replica can be sending: leases left behind belong to a dead process
         await gw.outbox.release_leases()
     gw.workers = [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep()),
-                  asyncio.create_task(gw.handoff.run())]
+                  asyncio.create_task(gw.handoff.run()),
+                  asyncio.create_task(NotificationRelay(gw.db, gw.outbox).run())]
     if gw.telegram and gw.settings.telegram_polling:
         gw.poller = asyncio.create_task(gw.telegram.poll(gw.intake))
     elif gw.telegram and gw.settings.telegram_secret is None:

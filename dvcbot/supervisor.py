@@ -27,7 +27,7 @@ from dvcbot import PROJECT_ROOT
 from dvcbot.settings import Settings
 from dvcbot.training import RASA_BIN, rasa_env
 
-COLORS = {"rasa": "35", "actions": "36", "gateway": "32", "run": "33"}
+COLORS = {"rasa": "35", "actions": "36", "gateway": "32", "notify": "34", "run": "33"}
 PR_SET_PDEATHSIG = 1
 # the Rasa API token of a `make run` without DVCBOT_RASA_TOKEN, for `dvcbot deploy` (mode 0600)
 TOKEN_FILE = PROJECT_ROOT / "var" / "rasa-token"
@@ -112,6 +112,8 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
                          "--credentials", "credentials.yml"], rasa),
         Service("gateway", [str(venv_bin / "python"), "-m", "uvicorn", "bot.app:create_app", "--factory",
                             "--host", settings.gateway_host, "--port", str(settings.gateway_port)], base),
+        # notices dossier status changes for citizens who asked to be told (the gateway relays the notices)
+        Service("notify", [str(venv_bin / "dvcbot"), "dossiers", "notify", "--every", "15"], base),
     ]
 
 

@@ -71,12 +71,18 @@ def _set_status(args: argparse.Namespace) -> int:
 
 
 def _notify(args: argparse.Namespace) -> int:
-    while True:
+    if not args.every:
         with _session() as session:
-            notified = notify.detect_changes(session)
-        print(f"{notified} notification(s) queued.", flush=True)
-        if not args.every:
-            return 0
+            print(f"{notify.detect_changes(session)} notification(s) queued.", flush=True)
+        return 0
+    while True:  # as a long-running service: say only what happened, and outlive a database restart
+        try:
+            with _session() as session:
+                notified = notify.detect_changes(session)
+            if notified:
+                print(f"{notified} notification(s) queued.", flush=True)
+        except Exception as exc:  # any database error: try again on the next round
+            print(f"change detection failed, retrying in {args.every:g} s: {type(exc).__name__}", flush=True)
         time.sleep(args.every)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from sqlalchemy import select
@@ -53,21 +55,34 @@ def test_look_up_fail_the_digits_succeed_subscribe_and_get_notified(stack: Stack
     subscribed = press(client, auth, "/dossier_subscribe", "Báo tôi khi có thay đổi")
     assert "khi hồ sơ có thay đổi em sẽ nhắn" in text_of(subscribed)
 
-    # staff record the delivery; the change detection queues one message for this conversation
+    # staff record the delivery; the stack's change detection ("notify" process) queues one message and the
+    # gateway puts it into this web chat, where the page's polling finds it
+    cursor = client.get("/api/webchat/messages", headers=auth).json()["cursor"]
     engine = make_engine(stack.settings.database_url)
     try:
         with Session(engine) as session:
             register.set_status(session, POSTED, register.Change("delivered", shipment_status="delivered"))
-            assert notify.detect_changes(session) == 1
-            assert notify.detect_changes(session) == 0
+        deadline = time.monotonic() + 60
+        arrived: list[str] = []
+        while not arrived and time.monotonic() < deadline:
+            time.sleep(1)
+            later = client.get(f"/api/webchat/messages?after={cursor}", headers=auth).json()["messages"]
+            arrived = [str(m["text"]) for m in later if "vừa được cập nhật" in str(m["text"])]
+        assert len(arrived) == 1, "the notification did not reach the web chat within 60 s"
+        assert "Đã trả kết quả" in arrived[0] and "4567" not in arrived[0]
+        with Session(engine) as session:
+            assert notify.detect_changes(session) == 0  # nothing is queued twice
             sender = session.scalars(select(LookupAudit.sender).where(LookupAudit.outcome == "verified")).first()
             (note,) = session.scalars(select(Notification).where(Notification.conversation_key == sender)).all()
-            assert note.state == "pending" and "Đã trả kết quả" in note.text
+            assert note.state == "sent"
             outcomes = session.scalars(select(LookupAudit.outcome).where(LookupAudit.sender == sender)
                                        .order_by(LookupAudit.id)).all()
             assert outcomes == ["failed", "verified"]
     finally:
         engine.dispose()
+    time.sleep(2)
+    later = client.get(f"/api/webchat/messages?after={cursor}", headers=auth).json()["messages"]
+    assert sum("vừa được cập nhật" in str(m["text"]) for m in later) == 1
 
     assert "đã dừng gửi thông báo" in text_of(say(client, auth, "dừng thông báo"))
 
