@@ -8,13 +8,14 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot import logmask
 from bot.channels import telegram, webchat, zalo
 from bot.channels.telegram_limits import TelegramLimits
+from bot.console import console
 from bot.gateway import running_gateway
 from bot.health import healthz
 from dvcbot.settings import Settings, get_settings
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, *, telegram_limits: TelegramLim
         *webchat.routes,
         *telegram.routes,
         *zalo.routes,
+        Route("/console", lambda _: RedirectResponse("/console/", status_code=308)),
+        console,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

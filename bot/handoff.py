@@ -218,14 +218,14 @@ class Handoff:
             if pending is not None and rating is not None:
                 return self._rate(session, pending, rating)
             return [self.texts.message("handoff_stale")]
-        if ticket.status == "waiting" and is_cancel(text):
-            return self._cancel(session, conv, ticket, now)
-        if text == CANCEL:  # the queue's button pressed once a person took over: the citizen ends it
-            return self._citizen_ends(session, conv, ticket, now)
-        if text == KEEP_WAITING:
-            return [self.texts.message("handoff_keep_waiting", position=position(session, ticket))]
-        if text.startswith("/handoff_"):
-            return [self.texts.message("handoff_stale")]
+        if ticket.status == "waiting":
+            if is_cancel(text):
+                return self._cancel(session, conv, ticket, now)
+            if text == KEEP_WAITING:
+                return [self.texts.message("handoff_keep_waiting", position=position(session, ticket))]
+            if text.startswith("/handoff_"):
+                return [self.texts.message("handoff_stale")]
+        # with a person on it, an old button is relayed as what the citizen saw; staff decide what it means
         if msg.notice == "start" or text == HANDOFF_INTENT:
             return self._status(session, ticket)
         ticket.last_citizen_at = now
@@ -324,13 +324,6 @@ class Handoff:
         self._to_topic(session, ticket, self.texts.message("staff_cancelled", ticket=ticket.id).text or "")
         self._close_topic(session, ticket)
         return [self.texts.message("handoff_cancelled")]  # the router stores it: the transcript's end is open
-
-    def _citizen_ends(self, session: Session, conv: Conversation, ticket: Ticket, now: dt.datetime
-                      ) -> list[OutgoingMessage]:
-        self._close(session, conv, ticket, now, "citizen", None)
-        self._to_topic(session, ticket, self.texts.message("staff_citizen_ended", ticket=ticket.id).text or "")
-        self._close_topic(session, ticket)
-        return [self.texts.message("handoff_citizen_ended")]
 
     def _rate(self, session: Session, ticket: Ticket, rating: int) -> list[OutgoingMessage]:
         ticket.rating, ticket.rating_state = rating, "given"

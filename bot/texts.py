@@ -16,10 +16,10 @@ REQUIRED = ("start", "unavailable", "empty_text", "too_long", "unsupported_media
             "handoff_queued", "handoff_queued_late", "handoff_queued_closed", "handoff_complaint",
             "handoff_still_queued", "handoff_in_progress", "handoff_unclaimed", "handoff_closed_now",
             "handoff_keep_waiting", "handoff_claimed", "handoff_transferred", "handoff_requeued", "staff_reply",
-            "handoff_ended", "handoff_rated", "handoff_cancelled", "handoff_citizen_ended", "handoff_silence",
+            "handoff_ended", "handoff_rated", "handoff_cancelled", "handoff_silence",
             "handoff_stale", "staff_ticket_summary", "staff_citizen_says", "staff_console_reply", "staff_claimed",
             "staff_claim_lost", "staff_claim_closed", "staff_not_claimed", "staff_ended", "staff_cancelled",
-            "staff_citizen_ended", "staff_silence", "staff_reminder", "staff_requeued", "staff_transferred",
+            "staff_silence", "staff_reminder", "staff_requeued", "staff_transferred",
             "staff_rated")
 
 

@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     from actions.dossiers.cli import register as register_dossiers
 
     register_dossiers(sub)
+    from bot.cli_staff import register as register_staff
+    register_staff(sub)
 
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")

@@ -6,7 +6,8 @@
   (``user_send_image``, ``user_send_sticker``, …) that get the polite "please type" answer. Zalo's delivery and
   read receipts and ``unfollow`` are acknowledged and ignored; unknown event names get 400.
 - Replies: ``POST {api}/v3.0/oa/message/cs`` with the ``access_token`` header; texts in parts of at most 2,000
-  characters; buttons as numbered options (a citizen's answer "2" is the second option of the last list sent).
+  characters; buttons as numbered options (a citizen's answer "2" is the second option of the list, if the last
+  message sent was one).
 - Error -216 (expired token) refreshes the token and retries once; errors saying the citizen is outside the reply
   window are recorded on the outbox row and not retried; quota errors wait and retry.
 """
@@ -125,16 +126,17 @@ def classify(event: dict[str, Any], max_chars: int) -> tuple[str, IncomingMessag
 
 
 def last_options(session: Session, user_id: str) -> list[Button]:
-    """The numbered options of the most recent list sent to ``user_id``."""
-    bodies = session.scalars(
+    """The numbered options of the last message sent to ``user_id``, if it was a list.
+
+    Only the very last message counts: once anything else was said (a staff member's question, say), a bare
+    number is an answer, not a choice from an older list.
+    """
+    body = session.scalar(
         select(OutboxEntry.body).where(OutboxEntry.channel == CHANNEL, OutboxEntry.recipient == user_id,
                                        OutboxEntry.status == "sent")
-        .order_by(OutboxEntry.id.desc()).limit(10)
+        .order_by(OutboxEntry.id.desc()).limit(1)
     )
-    for body in bodies:
-        if body.get("options"):
-            return [Button(o["title"], o["payload"]) for o in body["options"]]
-    return []
+    return [Button(o["title"], o["payload"]) for o in (body or {}).get("options") or []]
 
 
 class Zalo:

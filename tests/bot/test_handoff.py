@@ -113,6 +113,10 @@ async def test_a_zalo_citizen_the_whole_loop(desk: StaffDesk) -> None:
                          what="the relay")
         await desk.post(client, group_text_update(next(update_ids), MINH, thread, "Em kiểm tra ngay ạ", "Minh"))
         await eventually(lambda: "💬 Anh Minh: Em kiểm tra ngay ạ" in zalo.texts(user), what="the reply")
+        # a bare number answers the staff member: the queue's old numbered list no longer applies
+        await desk.gw.zalo_event(client, zfake.text_event(user, "1", "z2b"))
+        await eventually(lambda: any(t.endswith(": 1") for t in tg.topic_texts(thread)), what="the number relayed")
+        assert tickets(desk.gw.engine)[0].status == "claimed"
         ended = next(c for c in tg.in_topic(thread) if c.buttons and c.buttons[0]["text"] == "Kết thúc")
         await desk.post(client, group_callback_update(next(update_ids), MINH, ended, "Kết thúc", "Minh"))
         await eventually(lambda: any("chấm điểm" in t for t in zalo.texts(user)), what="the rating question")

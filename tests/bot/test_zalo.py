@@ -61,9 +61,13 @@ async def test_a_number_chooses_an_option(channels: Channels) -> None:
         await channels.zalo_event(client, fake.text_event(USER, "7", "m5"))  # no such option: plain text
         await eventually(lambda: len(channels.rasa.received) == 3, what="the number")
     assert channels.rasa.messages(SENDER) == ["xin chào", "/procedure_fee", "7"]
-    with Session(channels.engine) as session:
-        lines = session.scalars(select(Message.text).where(Message.direction == "in").order_by(Message.id)).all()
-    assert lines == ["xin chào", "1 (Lệ phí)", "7"]
+
+    def lines() -> list[str | None]:
+        with Session(channels.engine) as session:
+            return list(session.scalars(select(Message.text).where(Message.direction == "in").order_by(Message.id)))
+
+    await eventually(lambda: len(lines()) == 3, what="the third line stored")  # Rasa answers before the commit
+    assert lines() == ["xin chào", "1 (Lệ phí)", "7"]
 
 
 async def test_the_same_event_twice_gets_one_reply(channels: Channels) -> None:
