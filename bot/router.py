@@ -116,7 +116,7 @@ class Router:
 
                 hook = after_bot
         queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies, hook))
-        if queued and self.outbox:
+        if (queued or hook is not None) and self.outbox:  # the handoff may have queued posts for staff
             self.outbox.notify()
 
     @staticmethod
