@@ -25,7 +25,15 @@ from tests.bot.handoff_helpers import (
 from tests.bot.helpers import eventually
 from tests.fakes import zalo as zfake
 from tests.fakes.rasa import FakeRasa
-from tests.fakes.telegram import FakeTelegram, callback_update, group_callback_update, group_text_update, text_update
+from tests.fakes.telegram import (
+    STAFF_GROUP,
+    FakeTelegram,
+    callback_update,
+    group_callback_update,
+    group_text_update,
+    location_update,
+    text_update,
+)
 from tests.fakes.zalo import FakeZalo
 
 
@@ -117,6 +125,8 @@ async def test_a_zalo_citizen_the_whole_loop(desk: StaffDesk) -> None:
         await desk.gw.zalo_event(client, zfake.text_event(user, "1", "z2b"))
         await eventually(lambda: any(t.endswith(": 1") for t in tg.topic_texts(thread)), what="the number relayed")
         assert tickets(desk.gw.engine)[0].status == "claimed"
+        await eventually(lambda: any(c.buttons and c.buttons[0]["text"] == "Kết thúc" for c in tg.in_topic(thread)),
+                         what="the claim's post with its button")
         ended = next(c for c in tg.in_topic(thread) if c.buttons and c.buttons[0]["text"] == "Kết thúc")
         await desk.post(client, group_callback_update(next(update_ids), MINH, ended, "Kết thúc", "Minh"))
         await eventually(lambda: any("chấm điểm" in t for t in zalo.texts(user)), what="the rating question")
@@ -236,6 +246,8 @@ async def test_requeue_from_the_topic_lets_another_claim(desk: StaffDesk) -> Non
         await desk.post(client, group_text_update(next(update_ids), LAN, thread, "/chuyen"))
         await eventually(lambda: any("nhân viên khác" in t for t in tg.texts(7401)), what="the citizen told")
         assert mode(desk.gw.engine, "telegram:7401") == "waiting"
+        await eventually(lambda: any((c.text or "").startswith("↪️") for c in tg.in_topic(thread)),
+                         what="the requeue in the topic")
         requeued = next(c for c in tg.in_topic(thread) if (c.text or "").startswith("↪️"))
         await desk.post(client, group_callback_update(next(update_ids), MINH, requeued, "Nhận xử lý", "Minh"))
         await eventually(lambda: any("Anh Minh – nhân viên bưu điện đã tiếp nhận" in t for t in tg.texts(7401)),
@@ -278,3 +290,48 @@ async def test_the_transcript_keeps_both_sides_in_order(desk: StaffDesk) -> None
         f"cán bộ {i}" for i in range(5)]
     assert [t.removeprefix("👤 Nguyễn Văn An: ") for t in tg.topic_texts(thread) if t.startswith("👤")] == [
         f"dân {i}" for i in range(5)]
+
+
+async def test_while_waiting_the_bot_still_finds_post_offices_and_a_skipped_rating_is_fine(desk: StaffDesk) -> None:
+    tg = desk.telegram
+    async with httpx.AsyncClient() as client:
+        await desk.post(client, text_update(next(update_ids), 7701, "gặp nhân viên"))
+        await eventually(lambda: len(tg.sent(7701)) == 1, what="queued")
+        await desk.post(client, location_update(next(update_ids), 7701, 21.0245, 105.853))  # a shared location
+        await eventually(lambda: "echo: /post_office_find" in tg.texts(7701), what="the bot's answer")
+        assert mode(desk.gw.engine, "telegram:7701") == "waiting"
+        summary = await desk.summary(1)
+        await desk.post(client, group_callback_update(next(update_ids), LAN, summary, "Nhận xử lý"))
+        await desk.post(client, group_text_update(next(update_ids), LAN, tg.topic_named("#1 "), "/xong"))
+        await eventually(lambda: any("chấm điểm" in t for t in tg.texts(7701)), what="the rating question")
+        await desk.post(client, text_update(next(update_ids), 7701, "thủ tục cấp hộ chiếu"))  # no rating: fine
+        await eventually(lambda: "echo: thủ tục cấp hộ chiếu" in tg.texts(7701), what="the bot")
+        await desk.post(client, text_update(next(update_ids), 7701, "5"))  # now just a number for the bot
+        await eventually(lambda: "echo: 5" in tg.texts(7701), what="the bot again")
+    (ticket,) = tickets(desk.gw.engine)
+    assert (ticket.rating, ticket.rating_state) == (None, "skipped")
+
+
+@pytest.fixture
+def hurried(database_url: str, engine: Engine, fake_rasa: tuple[FakeRasa, int],
+            fake_telegram: tuple[FakeTelegram, str], fake_zalo: tuple[FakeZalo, str]) -> Iterator[StaffDesk]:
+    """Timers in fractions of a minute, and a staff group that is not a forum."""
+    fake_telegram[0].forum = False
+    yield from handoff_gateway(database_url, engine, fake_rasa, fake_telegram, fake_zalo,
+                               handoff_unclaimed_minutes=0.01, handoff_remind_minutes=0.02)
+
+
+async def test_unclaimed_tickets_are_told_and_reminded_even_without_topics(hurried: StaffDesk) -> None:
+    tg = hurried.telegram
+    async with httpx.AsyncClient() as client:
+        await hurried.post(client, text_update(next(update_ids), 7801, "gặp nhân viên"))
+        await eventually(lambda: any("chờ lâu" in t for t in tg.texts(7801)), what="the honest notice")
+        notice = next(c for c in tg.sent(7801) if "chờ lâu" in (c.text or ""))
+        assert [b["text"] for b in notice.buttons] == ["Tiếp tục chờ", "Bưu điện gần nhất", "Huỷ yêu cầu"]
+        await eventually(lambda: any(t.startswith("⏰ Phiếu #1") for t in tg.texts(STAFF_GROUP)),
+                         what="a reminder in the group")
+        assert tg.topics == {}  # not a forum: the posts go to the group itself
+        await hurried.post(client, callback_update(next(update_ids), 7801, notice, "Tiếp tục chờ"))
+        await eventually(lambda: any("chờ thêm" in t for t in tg.texts(7801)), what="keep waiting")
+    assert all(c.thread is None for c in tg.sent(STAFF_GROUP))
+    assert tickets(hurried.gw.engine)[0].topic_id == 0
