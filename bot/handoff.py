@@ -509,11 +509,14 @@ class Handoff:
             session.commit()
             return
         text = msg.text.strip()
+        staff_name = staff.display_name
+        ticket_id: int | None = None
         try:
             if msg.metadata.get("callback"):
                 verb, _, ticket_ref = text.removeprefix("hs:").partition(":")
                 if ticket_ref.isdigit():
-                    self._staff_command(session, staff, verb, int(ticket_ref), "")
+                    ticket_id = int(ticket_ref)
+                    self._staff_command(session, staff, verb, ticket_id, "")
             else:
                 thread = int(msg.user_id) if msg.user_id.lstrip("-").isdigit() else 0
                 ticket_id = session.scalar(select(Ticket.id).where(Ticket.topic_id == thread)
@@ -528,6 +531,9 @@ class Handoff:
             if not finish_inbound(session, inbound_id):
                 session.rollback()
                 return
+            ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
+            if ticket is not None:  # say why in the topic, so the staff member is not left guessing
+                self._to_topic(session, ticket, f"⚠️ {staff_name}: {exc}")
         session.commit()
 
     def _staff_command(self, session: Session, staff: StaffMember, verb: str, ticket_id: int, text: str) -> None:
@@ -535,8 +541,12 @@ class Handoff:
             self.claim_in(session, ticket_id, staff.id, "telegram")
         elif verb == "end":
             self.end_in(session, ticket_id, staff.id, "telegram")
-        elif verb == "requeue":
-            self.transfer_in(session, ticket_id, staff.id, None)
+        elif verb == "requeue":  # "/chuyen": back to the queue; "/chuyen minh": to that colleague
+            target = text.split(maxsplit=1)[1].strip().lstrip("@").lower() if " " in text.strip() else ""
+            to_id = session.scalar(select(StaffMember.id).where(StaffMember.username == target)) if target else None
+            if target and to_id is None:
+                raise Refused(f"Không có nhân viên có tên đăng nhập “{target}”.")
+            self.transfer_in(session, ticket_id, staff.id, to_id)
         elif verb == "say":
             ticket = session.get(Ticket, ticket_id)
             assert ticket is not None

@@ -252,8 +252,15 @@ async def test_requeue_from_the_topic_lets_another_claim(desk: StaffDesk) -> Non
         await desk.post(client, group_callback_update(next(update_ids), MINH, requeued, "Nhận xử lý", "Minh"))
         await eventually(lambda: any("Anh Minh – nhân viên bưu điện đã tiếp nhận" in t for t in tg.texts(7401)),
                          what="claimed again")
+        await desk.post(client, group_text_update(next(update_ids), MINH, thread, "/chuyen ai_do", "Minh"))
+        await eventually(lambda: "⚠️ Anh Minh: Không có nhân viên có tên đăng nhập “ai_do”." in tg.topic_texts(thread),
+                         what="the reason in the topic")
+        await desk.post(client, group_text_update(next(update_ids), MINH, thread, "/chuyen lan", "Minh"))
+        await eventually(lambda: any("chuyển sang Chị Lan" in t for t in tg.texts(7401)), what="handed to Lan")
+        await desk.post(client, group_text_update(next(update_ids), LAN, thread, "Chị Lan đây ạ"))
+        await eventually(lambda: "💬 Chị Lan: Chị Lan đây ạ" in tg.texts(7401), what="Lan answers")
     (ticket,) = tickets(desk.gw.engine)
-    assert ticket.transfers == 1 and ticket.status == "claimed"
+    assert ticket.transfers == 2 and ticket.status == "claimed"
 
 
 async def test_handoff_while_rasa_is_down_still_reaches_staff(desk: StaffDesk) -> None:
