@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-NOISE = ("DeprecationWarning", "UserWarning", "warnings.warn", "FutureWarning", " lb | ", "lb |")
-PROBLEM = re.compile(r"\b(ERROR|CRITICAL|WARNING|Traceback|Exception)\b")
+NOISE = ("DeprecationWarning", "UserWarning", "warnings.warn", "FutureWarning", " is UP,", "Connection refused")
+PROBLEM = re.compile(r"\b(ERROR|CRITICAL|WARNING|ALERT|Traceback|Exception|unavailable)\b")
 
 
 def log_problems(path: str) -> dict[str, int]:

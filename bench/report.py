@@ -179,7 +179,7 @@ def render(run: Run) -> str:
         out += [f"py-spy: {run.spy_error}", ""]
     for replicas, problems in sorted(run.log_problems.items()):
         worst = sorted(problems.items(), key=lambda kv: -kv[1])[:10]
-        out += [f"## Warnings and errors the stack logged ({replicas} replica(s), during the load steps)", ""]
+        out += [f"## Warnings and errors the stack logged ({replicas} replica(s), start-up included)", ""]
         out += [f"- {n} × `{line}`" for line, n in worst] or ["- none"]
         out.append("")
     notes = [n for s in run.steps for n in s.tally.notes]

@@ -147,7 +147,10 @@ def haproxy_config(frontends: dict[str, tuple[str, int, list[int]]]) -> str:
     """HAProxy's configuration: for each kind, ``(host, public port, replica ports on 127.0.0.1)``."""
     lines = ["global", "    maxconn 4000", "", "defaults", "    mode http", "    timeout connect 2s",
              "    timeout client 120s", "    timeout server 120s", "    timeout http-keep-alive 10s",
-             "    retries 2", "    option redispatch", "    default-server inter 1s fall 2 rise 1", ""]
+             "    retries 2", "    option redispatch",
+             # a dead replica refuses connections and is out after 3 s; a busy one may answer its check slowly
+             # (Rasa serves it from the same event loop as the conversations) and must stay in
+             "    timeout check 10s", "    default-server inter 1s fall 3 rise 2", ""]
     for kind, (host, port, replicas) in frontends.items():
         lines += [f"frontend {kind}", f"    bind {host}:{port}", f"    default_backend {kind}_replicas", "",
                   f"backend {kind}_replicas", f"    balance {'roundrobin' if kind == 'gateway' else 'leastconn'}",
