@@ -162,7 +162,8 @@ def haproxy_config(frontends: dict[str, tuple[str, int, list[int]]]) -> str:
 def replica_services(settings: Settings, model: Path, token: str, replicas: int = 2, *,
                      ports: dict[str, list[int]] | None = None,
                      workdir: Path = PROJECT_ROOT / "var" / "prod") -> list[Service]:
-    """The production profile: ``replicas`` action servers, Rasa servers and gateways (``<kind>-<n>``).
+    """The production profile: ``replicas`` action servers, Rasa servers and gateways (``<kind>-<n>``), and one of
+    each other process of :func:`services` (the dossier notifier).
 
     Rasa reads docker/endpoints.prod.yml: the SQL tracker store and, with ``settings.redis_url``, the Redis lock
     store; the gateways share ``settings.redis_url`` for per-conversation order. With more than one replica,
@@ -190,6 +191,10 @@ def replica_services(settings: Settings, model: Path, token: str, replicas: int 
             if settings.redis_url:
                 env["DVCBOT_REDIS_URL"] = settings.redis_url
             out.append(Service(f"{kind}-{i}", cmd, env))
+    for name, template in templates.items():  # singletons (the dossier notifier): once, whatever the replicas
+        if name not in public:
+            out.append(Service(name, template.cmd, {**template.env, **(
+                {"DVCBOT_REDIS_URL": settings.redis_url} if settings.redis_url else {})}))
     if replicas > 1:
         hosts = {"gateway": settings.gateway_host, "rasa": settings.rasa_host, "actions": settings.actions_host}
         config = haproxy_config({kind: (hosts[kind], public[kind], ports[kind][:replicas]) for kind in public})
