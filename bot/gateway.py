@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import redis.asyncio as redis
 
+from bot import retention
 from bot.channels.base import PushChannel
 from bot.channels.telegram import Telegram
 from bot.channels.telegram_limits import TelegramLimits
@@ -120,7 +121,9 @@ async def _start(gw: Gateway, single_process: bool) -> None:
         await gw.outbox.release_leases()
     gw.workers = [asyncio.create_task(gw.outbox.run()), asyncio.create_task(gw.intake.sweep()),
                   asyncio.create_task(gw.handoff.run()),
-                  asyncio.create_task(NotificationRelay(gw.db, gw.outbox).run())]
+                  asyncio.create_task(NotificationRelay(gw.db, gw.outbox).run()),
+                  asyncio.create_task(retention.run(gw.db, gw.settings.transcript_retention_days,
+                                                    gw.settings.inbound_retention_hours))]
     if gw.telegram and gw.settings.telegram_polling:
         gw.poller = asyncio.create_task(gw.telegram.poll(gw.intake))
     elif gw.telegram and gw.settings.telegram_secret is None:

@@ -30,6 +30,26 @@ def mask(text: str) -> str:
     return PERSONAL_NUMBER.sub(hide, text)
 
 
+# a message that is only four digits answers "the last 4 digits of your phone" (dossier verification)
+VERIFICATION_DIGITS = re.compile(r"^\s*\d{4}\s*$")
+
+
+# a dossier code (Circular 01/2018/TT-VPCP) is not personal: staff need it whole
+DOSSIER_CODE = re.compile(r"\d{3}\s*\.\s*\d{2}\s*\.\s*\d{2}\s*\.\s*[A-Za-z]\d{2}\s*[-\s]\s*\d{6}\s*[-\s]\s*\d{4}")
+
+
+def mask_transcript(text: str) -> str:
+    """What the transcript keeps of a citizen's message: personal numbers masked (dossier codes kept whole),
+    verification digits hidden."""
+    if VERIFICATION_DIGITS.match(text):
+        return "****"
+    out, last = [], 0
+    for code in DOSSIER_CODE.finditer(text):
+        out += [mask(text[last:code.start()]), code.group()]
+        last = code.end()
+    return "".join([*out, mask(text[last:])])
+
+
 def mask_record(record: logging.LogRecord) -> None:
     """Mask a record's message and traceback in place (the formatter then uses the masked text)."""
     try:

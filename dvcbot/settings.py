@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     post_offices_file: Path = PROJECT_ROOT / "data" / "post_offices.yml"
     content_dir: Path = PROJECT_ROOT / "data" / "content"
     webchat_max_chars: int = 2000
+    transcript_retention_days: int = Field(default=180, ge=1, description="transcript lines older than this go")
+    inbound_retention_hours: int = Field(default=48, ge=1, description="handled platform updates older than this go")
     official_portal_url: str = "https://dichvucong.gov.vn/"
     log_level: str = "INFO"
     # Telegram: the bot's token from @BotFather, the webhook's secret token, the Bot API server

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from bot.logmask import mask_transcript
+
 POST_OFFICE_INTENT = "/post_office_find"
 
 
@@ -48,7 +50,8 @@ class IncomingMessage:
 
     @property
     def transcript_text(self) -> str:
-        return self.shown_text or self.text
+        """What the transcript (and the staff) see: CCCD/phone numbers and verification digits masked."""
+        return mask_transcript(self.shown_text or self.text)
 
     @classmethod
     def location(cls, channel: str, user_id: str, lat: float, lon: float, **kw: Any) -> IncomingMessage:
