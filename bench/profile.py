@@ -89,8 +89,24 @@ class Sampler:
         return result
 
 
+# innermost frames that wait rather than compute (py-spy without --idle still samples some of them)
+WAITS = {
+    "serve (sanic/server/runners.py)": "[idle: event loop]",
+    "Runner.run (asyncio/runners.py)": "[idle: event loop]",
+    "run_forever (asyncio/base_events.py)": "[idle: event loop]",
+    "BaseEventLoop.run_forever (asyncio/base_events.py)": "[idle: event loop]",
+    "Condition.wait (threading.py)": "[idle: worker threads]",
+    "wait (threading.py)": "[idle: worker threads]",
+    "Connection.wait (psycopg/connection.py)": "[waiting for PostgreSQL]",
+    "BaseCursor._execute_send (psycopg/_cursor_base.py)": "[waiting for PostgreSQL]",
+    "_read_from_socket (redis/connection.py)": "[waiting for Redis]",
+}
+
+
 def package_of(frame: str) -> str:
     """``function (path)`` → the package the frame belongs to (project folders, site-packages, stdlib)."""
+    if frame in WAITS:
+        return WAITS[frame]
     path = frame.rsplit("(", 1)[-1].rstrip(")")
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")

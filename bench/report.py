@@ -13,6 +13,23 @@ TARGET_RATE = 30.0
 TARGET_P95 = 0.5
 
 
+READING = [
+    "### Reading the profile", "",
+    "- A Rasa server works on one message at a time in its single event loop, and its SQL tracker store and Redis "
+    "lock store are synchronous calls inside that loop: one server's throughput is bounded by its CPU time per "
+    "message plus those waits, whatever the cores.",
+    "- In Rasa's working samples the largest single item is `jsonschema`: Rasa validates every answer of the action "
+    "server against its JSON schema (`rasa.core.actions.action.RemoteAction`), and the `urllib` frames are that "
+    "library resolving the schema's `$ref`s; then SQLAlchemy (the tracker store) and the NLU pipeline (`scipy`, "
+    "`nlu`).",
+    "- The gateway's time is mostly round trips to PostgreSQL (SQLAlchemy in worker threads: store the update, find "
+    "the conversation, read the pending updates, commit the answer with its outbox rows, claim and record each "
+    "send), not Python work of its own.",
+    "- Telegram allows a bot about 30 messages/s; here every answer was one platform call (see *platform calls/msg*), "
+    "so that limit and the target coincide.", "",
+]
+
+
 def ms(value: float | None) -> str:
     return "–" if value is None else f"{value * 1000:.0f}"
 
@@ -172,9 +189,14 @@ def render(run: Run) -> str:
                 "in the tables.", ""]
         for name, counts in run.spy.items():
             total = sum(counts.values()) or 1
-            top = ", ".join(f"{pkg} {n / total * 100:.0f} %" for pkg, n in counts.most_common(8))
-            out.append(f"- **{name}** ({total} samples): {top}")
+            busy = {pkg: n for pkg, n in counts.items() if not pkg.startswith("[")}
+            waits = ", ".join(f"{pkg} {n / total * 100:.0f} %" for pkg, n in counts.most_common() if pkg[0] == "[")
+            top = ", ".join(f"{pkg} {n / (sum(busy.values()) or 1) * 100:.0f} %"
+                            for pkg, n in sorted(busy.items(), key=lambda kv: -kv[1])[:8])
+            out.append(f"- **{name}** ({total} samples; {waits or 'no waiting frames'}) — of the working samples: "
+                       f"{top}")
         out.append("")
+    out += READING
     if run.spy_error:
         out += [f"py-spy: {run.spy_error}", ""]
     for replicas, problems in sorted(run.log_problems.items()):
