@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from nlu.normalize import normalize, strip_diacritics
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from actions.catalog.yamlsource import SourceError, YamlDoc, read_yaml
+from nlu.normalize import normalize, strip_diacritics
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{1,79}$"
 GROUPS_FILE = "_groups.yml"
