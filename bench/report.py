@@ -95,7 +95,7 @@ def stages_table(steps: list[StepResult]) -> list[str]:
 
 
 def cpu_table(steps: list[StepResult]) -> list[str]:
-    names = ["gateway", "rasa", "actions", "postgres", "redis", "lb", "bench"]
+    names = ["gateway", "rasa", "actions", "notify", "postgres", "redis", "lb", "bench"]
     lines = ["| replicas | channel | load | " + " | ".join(names) + " | total CPU ms/msg | msg/s the 2 cores allow "
              "| the stack's share of 2 cores | machine busy (everything) |",
              "|---:|---|---|" + "---:|" * (len(names) + 4)]

@@ -158,6 +158,9 @@ class Stack:
         if name == "lb":
             return self.healthy()
         kind, _, number = name.partition("-")
+        if kind not in self.ports:  # a singleton without a port (the dossier notifier): alive is up
+            proc = self.service(name).proc
+            return proc is not None and proc.poll() is None
         port = self.ports[kind][int(number) - 1]
         path = {"gateway": "/healthz", "rasa": "/", "actions": "/health"}[kind]
         try:
