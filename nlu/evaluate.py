@@ -643,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "nlu.md")
     parser.add_argument("--png", type=Path, default=ROOT / "reports" / "nlu_confusion.png")
     parser.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this held-out accuracy")
+    parser.add_argument("--json", type=Path, help="also write the held-out scores, per intent, as JSON (dvcbot eval)")
     parser.add_argument(
         "--compare",
         action="append",
@@ -699,6 +700,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if cv and cv.folds:
         summary["cv_accuracy"] = [round(a, 4) for a, _ in cv.folds]
+    if args.json:
+        errors = [{"text": ex.text, "intent": ex.intent, "predicted": pr.intent, "confidence": round(pr.confidence, 3)}
+                  for ex, pr in scores.errors]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**summary, "n": len(examples), "per_intent": scores.per_intent,
+                                         "errors": errors}, ensure_ascii=False, indent=1), encoding="utf-8")
     print(json.dumps(summary, ensure_ascii=False))
     print(f"Report: {args.report}")
     if scores.accuracy < args.min_accuracy:
