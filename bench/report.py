@@ -18,10 +18,10 @@ READING = [
     "- A Rasa server works on one message at a time in its single event loop, and its SQL tracker store and Redis "
     "lock store are synchronous calls inside that loop: one server's throughput is bounded by its CPU time per "
     "message plus those waits, whatever the cores.",
-    "- In Rasa's working samples the largest single item is `jsonschema`: Rasa validates every answer of the action "
-    "server against its JSON schema (`rasa.core.actions.action.RemoteAction`), and the `urllib` frames are that "
-    "library resolving the schema's `$ref`s; then SQLAlchemy (the tracker store) and the NLU pipeline (`scipy`, "
-    "`nlu`).",
+    "- In Rasa's working samples `jsonschema` with its `urllib` frames is the largest item: Rasa validates every "
+    "answer of the action server against its JSON schema (`rasa.core.actions.action.RemoteAction`; the `urllib` "
+    "frames are that library resolving the schema's `$ref`s); then SQLAlchemy (the tracker store) and the NLU "
+    "pipeline (`scipy`, `nlu`).",
     "- The gateway's time is mostly round trips to PostgreSQL (SQLAlchemy in worker threads: store the update, find "
     "the conversation, read the pending updates, commit the answer with its outbox rows, claim and record each "
     "send), not Python work of its own.",
