@@ -11,6 +11,7 @@ Rasa — ``start`` (Telegram ``/start``, Zalo ``follow``: welcome, privacy notic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from bot.logmask import mask_transcript
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 POST_OFFICE_INTENT = "/post_office_find"
 
@@ -42,6 +45,13 @@ class IncomingMessage:
     shown_text: str | None = None  # what the citizen saw (a button's title) when ``text`` is a payload
     metadata: dict[str, Any] = field(default_factory=dict)  # passed to Rasa, e.g. {"location": {...}}
     notice: str | None = None  # answered by the gateway with this text of gateway.yml, not by Rasa
+
+    def __post_init__(self) -> None:
+        # C0 control characters (NUL above all: PostgreSQL cannot store it in text) carry nothing a citizen meant
+        for name in ("text", "shown_text", "display_name"):
+            value = getattr(self, name)
+            if isinstance(value, str) and _CONTROL.search(value):
+                object.__setattr__(self, name, _CONTROL.sub("", value))
 
     @property
     def conversation_key(self) -> str:

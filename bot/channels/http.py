@@ -33,7 +33,7 @@ def json_object(body: bytes) -> dict[str, Any] | JSONResponse:
     """``body`` parsed as a JSON object, or a 400 saying what is wrong with it."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deeply nested JSON: a 400 like any bad body
         return error(400, "body must be JSON")
     if not isinstance(data, dict):
         return error(400, "body must be a JSON object")

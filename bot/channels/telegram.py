@@ -253,8 +253,11 @@ class Telegram:
         data = await read_json(request, MAX_BODY_BYTES)
         if isinstance(data, JSONResponse):
             return data
-        if not isinstance(data.get("update_id"), int):
+        update_id = data.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
             return error(400, "update_id must be an integer")
+        if not 0 <= update_id < 2**63:
+            return error(400, "update_id out of range")
         try:
             update = Update.de_json(data, self.bot)
         except Exception as exc:  # PTB raises whatever the malformed field provokes

@@ -112,10 +112,6 @@ async def test_zalo_text(channels: Channels) -> None:
     assert tables(channels) == before
 
 
-@pytest.mark.xfail(strict=False, reason="bot/: a U+0000 in a message is stored in inbound_updates, then every "
-                   "attempt to write the transcript fails on PostgreSQL (no NUL in text): 503, and after 5 attempts "
-                   "the message is given up unanswered (Telegram/Zalo too); fix: drop C0 controls when the "
-                   "IncomingMessage is built (or answer 400). Passes on SQLite.")
 async def test_a_nul_character_is_not_a_server_error(channels: Channels) -> None:
     """PostgreSQL cannot store U+0000 in text: the gateway must refuse or clean it, not fail."""
     async with httpx.AsyncClient(base_url=channels.url) as client:
