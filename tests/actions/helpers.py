@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
+
+from actions import common
+from dvcbot import settings as settings_mod
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,3 +59,17 @@ async def run(action: Action, trk: Tracker) -> tuple[list[dict[str, Any]], list[
     dispatcher = CollectingDispatcher()
     events = await action.run(dispatcher, trk, load_domain())
     return dispatcher.messages, list(events)
+
+
+@contextmanager
+def actions_on(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the actions' lazily built engine at ``database_url`` for the duration of the block."""
+    monkeypatch.setenv("DVCBOT_DATABASE_URL", database_url)
+    settings_mod.get_settings.cache_clear()
+    common._sessions.cache_clear()
+    try:
+        yield
+    finally:
+        common._sessions().kw["bind"].dispose()
+        settings_mod.get_settings.cache_clear()
+        common._sessions.cache_clear()

@@ -9,12 +9,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from actions import common
 from actions.catalog.directory import distance_km, load_directory, place_key, read_directory
 from actions.post_offices import ActionFindPostOffice
 from dvcbot import PROJECT_ROOT
-from dvcbot import settings as settings_mod
-from tests.actions.helpers import run, tracker
+from tests.actions.helpers import actions_on, run, tracker
 
 DIRECTORY = PROJECT_ROOT / "data" / "post_offices.yml"
 ACTION = ActionFindPostOffice()
@@ -26,13 +24,8 @@ def directory_db(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPa
     assert errors == []
     with Session(engine) as session:
         load_directory(session, offices)
-    monkeypatch.setenv("DVCBOT_DATABASE_URL", database_url)
-    settings_mod.get_settings.cache_clear()
-    common._sessions.cache_clear()
-    yield
-    common._sessions().kw["bind"].dispose()
-    settings_mod.get_settings.cache_clear()
-    common._sessions.cache_clear()
+    with actions_on(database_url, monkeypatch):
+        yield
 
 
 def test_place_keys_ignore_prefix_case_and_diacritics() -> None:

@@ -8,12 +8,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from actions import common
 from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
 from actions.procedures import ActionAnswerProcedure
-from dvcbot import settings as settings_mod
-from tests.actions.helpers import procedure_entity, run, tracker
+from tests.actions.helpers import actions_on, procedure_entity, run, tracker
 from tests.actions.test_catalog import FIXTURES
 
 ACTION = ActionAnswerProcedure()
@@ -25,13 +23,8 @@ def catalog_db(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatc
     assert not errors
     with Session(engine) as session:
         load_catalog(session, catalog)
-    monkeypatch.setenv("DVCBOT_DATABASE_URL", database_url)
-    settings_mod.get_settings.cache_clear()
-    common._sessions.cache_clear()
-    yield
-    common._sessions().kw["bind"].dispose()
-    settings_mod.get_settings.cache_clear()
-    common._sessions.cache_clear()
+    with actions_on(database_url, monkeypatch):
+        yield
 
 
 async def test_documents_are_listed_from_the_catalog_with_source_and_date(catalog_db: None) -> None:
