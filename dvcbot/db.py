@@ -50,7 +50,13 @@ def session_factory(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
 
 
 # Modules that declare tables; importing them registers their tables on ``Base.metadata``.
-TABLE_MODULES = ("actions.catalog.models", "actions.catalog.directory", "actions.dossiers.models", "bot.models")
+TABLE_MODULES = (
+    "actions.catalog.models",
+    "actions.catalog.directory",
+    "actions.dossiers.models",
+    "actions.editor.models",
+    "bot.models",
+)
 
 
 def create_schema(engine: Engine) -> None:
