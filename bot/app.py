@@ -12,12 +12,12 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot import logmask
 from bot.channels import telegram, webchat, zalo
 from bot.channels.telegram_limits import TelegramLimits
 from bot.console import console
 from bot.gateway import running_gateway
 from bot.health import healthz
+from dvcbot import logmask
 from dvcbot.settings import Settings, get_settings
 
 STATIC = Path(__file__).parent / "webchat" / "static"

@@ -9,9 +9,10 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import db_session, latest_intent, render, utter
-from actions.dossiers import audit, limits, logmask, notify, register, texts
+from actions.dossiers import audit, limits, notify, register, texts
 from actions.dossiers.lookup import default_source, verified_lookup
 from actions.dossiers.settings import get_dossier_settings
+from dvcbot import logmask
 
 logmask.install()  # the action server logs requests; personal numbers in them are masked
 

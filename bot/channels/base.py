@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from bot.logmask import mask_transcript
+from dvcbot.logmask import mask_transcript
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
-from bot import logmask
 from bot.channels.base import IncomingMessage, split_text, utf16_len
 from bot.database import Database
 from bot.intake import Intake
 from bot.locks import LocalLocks
 from bot.models import InboundUpdate, add_missing_columns
 from bot.ratelimit import Window, Windows
+from dvcbot import logmask
 
 words = st.text(alphabet=st.sampled_from("aăâbcdđeêghiklmnoôơpqrstuưvxy😀 \n"), max_size=3000)
 

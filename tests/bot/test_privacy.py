@@ -8,9 +8,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import IncomingMessage
-from bot.logmask import mask_transcript
 from bot.models import Conversation, InboundUpdate, Message, utcnow
 from bot.retention import purge
+from dvcbot.logmask import mask_transcript
 
 
 def test_transcript_text_is_masked() -> None:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from actions.dossiers import logmask
 from actions.dossiers.codes import LAST4_FULL_NUMBER, LAST4_INVALID, LAST4_OK, extract_code, parse_last4
+from dvcbot import logmask
 
 CODE = "000.00.04.H51-200221-0001"
 

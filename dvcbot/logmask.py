@@ -1,4 +1,5 @@
-"""Personal numbers out of the logs: phone numbers and CCCD-like digit runs are masked in every log record."""
+"""Personal numbers out of the logs of every process (gateway, action server, CLI): phone numbers and CCCD-like
+digit runs are masked in every log record, keeping the last three digits."""
 
 from __future__ import annotations
 
@@ -76,3 +77,11 @@ def install() -> None:
 
     factory.masks_personal_numbers = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+class MaskingFilter(logging.Filter):
+    """A filter that masks personal numbers in a record, for handlers set up elsewhere."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mask_record(record)
+        return True
