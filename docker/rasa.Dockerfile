@@ -15,8 +15,9 @@ COPY nlu nlu
 COPY config.yml credentials.yml ./
 COPY domain domain
 COPY data data
-# endpoints: action server, SQL tracker store and Redis lock store, all from environment variables
-COPY docker/endpoints.prod.yml endpoints.yml
+# endpoints: action server, SQL tracker store and lock store, all from environment variables (docker-compose.yml
+# picks Rasa's RedisLockStore with DVCBOT_RASA_LOCK_STORE=redis)
+COPY endpoints.yml ./
 COPY models/${MODEL} models/
 RUN chown -R 1001 /app
 USER 1001

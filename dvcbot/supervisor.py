@@ -102,6 +102,7 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
     base.update(channel_env(settings))
     rasa = rasa_env()
     rasa.update(base)
+    rasa.update(lock_store_env(settings.redis_url))  # endpoints.yml: in-memory lock store, Redis's with Redis
     actions = {**base, "SANIC_HOST": settings.actions_host}
     return [
         Service("actions", [str(venv_bin / "python"), "-m", "rasa_sdk", "--actions", "actions",
@@ -120,7 +121,6 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
 
 # --- the production profile: N replicas of each service behind HAProxy (``make run-prod``, ``make bench``) -------
 
-PROD_ENDPOINTS = PROJECT_ROOT / "docker" / "endpoints.prod.yml"
 HAPROXY = "haproxy"
 # what HAProxy asks each kind of replica to decide whether it takes traffic (``/healthz`` would take every gateway
 # out when Rasa is down, and the gateway answers that case politely itself)
@@ -128,7 +128,8 @@ HEALTH_PATHS = {"gateway": "/", "rasa": "/", "actions": "/health"}
 
 
 def lock_store_env(redis_url: str | None) -> dict[str, str]:
-    """The ``DVCBOT_RASA_LOCK_*`` variables of docker/endpoints.prod.yml: Rasa's RedisLockStore on ``redis_url``."""
+    """The ``DVCBOT_RASA_LOCK_*`` variables of endpoints.yml: Rasa's RedisLockStore on ``redis_url``, else its
+    in-memory lock store (one Rasa server)."""
     if not redis_url:
         return {"DVCBOT_RASA_LOCK_STORE": "in_memory", "DVCBOT_RASA_LOCK_HOST": "", "DVCBOT_RASA_LOCK_PORT": "6379",
                 "DVCBOT_RASA_LOCK_DB": "0", "DVCBOT_RASA_LOCK_PASSWORD": ""}
@@ -165,10 +166,10 @@ def replica_services(settings: Settings, model: Path, token: str, replicas: int 
     """The production profile: ``replicas`` action servers, Rasa servers and gateways (``<kind>-<n>``), and one of
     each other process of :func:`services` (the dossier notifier).
 
-    Rasa reads docker/endpoints.prod.yml: the SQL tracker store and, with ``settings.redis_url``, the Redis lock
-    store; the gateways share ``settings.redis_url`` for per-conversation order. With more than one replica,
-    HAProxy (service ``lb``) listens on the settings' public ports and spreads the calls over the replicas, which
-    listen on 127.0.0.1 at ``ports`` (default: the public port + 1, + 2, ...); with one, it listens there itself.
+    Rasa reads endpoints.yml: the SQL tracker store and, with ``settings.redis_url``, the Redis lock store; the
+    gateways share ``settings.redis_url`` for per-conversation order. With more than one replica, HAProxy (service
+    ``lb``) listens on the settings' public ports and spreads the calls over the replicas, which listen on
+    127.0.0.1 at ``ports`` (default: the public port + 1, + 2, ...); with one, it listens there itself.
     """
     templates = {svc.name: svc for svc in services(settings, model, token)}
     public = {"gateway": settings.gateway_port, "rasa": settings.rasa_port, "actions": settings.actions_port}
@@ -180,10 +181,7 @@ def replica_services(settings: Settings, model: Path, token: str, replicas: int 
         template = templates[kind]
         for i, port in enumerate(ports[kind][:replicas], 1):
             cmd, env = _with_option(template.cmd, "--port", str(port)), dict(template.env)
-            if kind == "rasa":
-                cmd = _with_option(cmd, "--endpoints", str(PROD_ENDPOINTS))
-                env.update(lock_store_env(settings.redis_url))
-            elif kind == "gateway":
+            if kind == "gateway":
                 env["DVCBOT_GATEWAY_PORT"] = str(port)
                 if replicas > 1:  # only HAProxy listens on the public address
                     cmd = _with_option(cmd, "--host", "127.0.0.1")
