@@ -83,7 +83,7 @@ faults: bench-tools model ## kill -9, PostgreSQL restart, Redis pause, Telegram 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check dvcbot bot actions tests bench
 	$(VENV)/bin/ruff check --target-version py310 nlu
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy -p dvcbot -p bot -p actions -p bench
 
 eval-nlu: setup ## train on data/nlu, evaluate on the held-out set + 5-fold cross-validation -> reports/nlu.md
 	$(RASA_PY) -m nlu.evaluate --folds 5
