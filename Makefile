@@ -10,7 +10,7 @@ DVCBOT := $(VENV)/bin/dvcbot
 export RASA_TELEMETRY_ENABLED := false
 
 .PHONY: help setup run test test-fast test-stories lint eval-nlu model content browser clean \
-	check train eval deploy rollback run-prod bench-tools bench faults
+	check train eval deploy rollback run-prod bench-tools bench faults migration
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ model: setup ## train the Rasa model if config.yml, the domain or data/ changed
 
 run: content model ## set everything up and start Rasa, the action server and the gateway (web chat on :8000)
 	$(DVCBOT) run --no-train
+
+migration: setup ## developers: write a migration for the models' changes, MSG="what changes" (README, Database schema)
+	@[ -n "$(MSG)" ] || { echo 'usage: make migration MSG="tickets: priority column"'; exit 2; }
+	$(DVCBOT) db revision -m "$(MSG)"
 
 # --- content editors: check, train, evaluate, deploy, roll back (docs/editors.md) ---------------------------
 check: setup ## check the content: rasa data validate, catalog, cross-checks; errors as file:line: message

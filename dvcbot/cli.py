@@ -10,15 +10,35 @@ from dvcbot import PROJECT_ROOT
 from dvcbot.settings import get_settings
 
 
-def _db_init(_: argparse.Namespace) -> int:
-    from dvcbot.db import create_schema, make_engine
+def _db(args: argparse.Namespace) -> int:
+    """``dvcbot db init|upgrade|downgrade|current|revision``: the schema's Alembic migrations."""
+    from alembic.util import CommandError
 
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
-    engine.dispose()
-    print(f"Database ready: {_safe_url(settings.database_url)}")
-    return 0
+    from dvcbot import migrations
+    from dvcbot.db import make_engine
+
+    url = get_settings().database_url
+    if args.db_command == "revision":
+        print(f"Wrote {migrations.new_revision(args.message)}: read it, tidy it and commit it with the model change.")
+        return 0
+    if getattr(args, "sql", False):
+        migrations.upgrade_sql(url, args.revision)
+        return 0
+    engine = make_engine(url)
+    try:
+        if args.db_command in ("init", "upgrade"):
+            migrations.upgrade(engine, getattr(args, "revision", "head"))
+        elif args.db_command == "downgrade":
+            migrations.downgrade(engine, args.revision)
+        revision, head = migrations.current(engine), migrations.head()
+    except (migrations.SchemaError, CommandError) as exc:  # e.g. a revision this code does not know
+        print(f"Database {_safe_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    state = "up to date" if revision == head else f"behind: the newest is {head}, run `dvcbot db upgrade`"
+    print(f"Database {_safe_url(url)}: revision {revision or '(none)'} ({state})")
+    return 0 if args.db_command != "current" or revision == head else 1
 
 
 def _safe_url(url: str) -> str:
@@ -126,7 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
-    db.add_parser("init", help="create the tables").set_defaults(func=_db_init)
+    db.add_parser("init", help="create the tables or bring them to the newest migration").set_defaults(func=_db)
+    up = db.add_parser("upgrade", help="apply the migrations up to REVISION (default: the newest)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.add_argument("--sql", action="store_true",
+                    help="print the SQL instead of running it (from an empty database, or REVISION=FROM:TO)")
+    up.set_defaults(func=_db)
+    down = db.add_parser("downgrade", help="undo the migrations after REVISION (base: drop every table)")
+    down.add_argument("revision")
+    down.set_defaults(func=_db)
+    db.add_parser("current", help="the database's revision; exit status 1 unless it is the newest").set_defaults(
+        func=_db)
+    rev = db.add_parser("revision", help="write a new migration from the models' changes (developers)")
+    rev.add_argument("-m", "--message", required=True, help="what changes, e.g. 'tickets: priority column'")
+    rev.set_defaults(func=_db)
 
     cat = sub.add_parser("catalog", help="procedure catalog").add_subparsers(dest="catalog_command", required=True)
     cat.add_parser("check", help="check every catalog file; errors as file:line: message").set_defaults(
@@ -157,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_dossiers(sub)
     from bot.cli_staff import register as register_staff
     register_staff(sub)
+    from actions.editor.inbox_cli import register as register_inbox
+    register_inbox(sub)
 
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")

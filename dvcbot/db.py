@@ -1,4 +1,5 @@
-"""Database plumbing shared by the gateway and the action server: one declarative base, an engine factory."""
+"""Database plumbing shared by the gateway and the action server: one declarative base, an engine factory, the
+schema (Alembic migrations in :mod:`dvcbot.migrations`)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,14 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    return create_engine(driver_url(url), pool_pre_ping=True)
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` URLs name psycopg 3 as their driver (SQLAlchemy would pick psycopg2)."""
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def session_factory(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
@@ -59,8 +65,18 @@ TABLE_MODULES = (
 )
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table of the gateway and the actions (idempotent)."""
+def load_models() -> MetaData:
+    """Import every module that declares tables; their tables are then all on ``Base.metadata``."""
     for module in TABLE_MODULES:
         importlib.import_module(module)
-    Base.metadata.create_all(engine)
+    return Base.metadata
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database to the newest migration (idempotent, safe to run from several processes at once).
+
+    A database made before migrations existed is adopted first; see :mod:`dvcbot.migrations`.
+    """
+    from dvcbot.migrations import upgrade
+
+    upgrade(engine)

@@ -18,17 +18,17 @@ from actions.dossiers import notify
 from actions.dossiers import register as reg
 from actions.dossiers.codes import extract_code
 from actions.dossiers.importer import import_csv
-from actions.dossiers.models import SHIPMENT_STATUSES, STATUSES, create_tables
+from actions.dossiers.models import SHIPMENT_STATUSES, STATUSES
 from actions.dossiers.retention import purge
 from actions.dossiers.settings import get_dossier_settings
-from dvcbot.db import make_engine, session_factory
+from dvcbot.db import create_schema, make_engine, session_factory
 from dvcbot.settings import get_settings
 
 
 @contextmanager
 def _session() -> Iterator[Session]:
     engine = make_engine(get_settings().database_url)
-    create_tables(engine)
+    create_schema(engine)
     try:
         with session_factory(engine)() as session:
             yield session

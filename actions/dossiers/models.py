@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import Date, DateTime, Engine, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dvcbot.db import Base
+from dvcbot.db import Base, create_schema
 
 STATUSES = ("received", "processing", "additional_documents", "completed", "sent_by_post", "delivered")
 SHIPMENT_STATUSES = ("accepted", "in_transit", "out_for_delivery", "delivered", "returned")
@@ -143,10 +143,6 @@ class Notification(Base):
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-TABLE_NAMES = ("dossiers", "dossier_status_history", "dossier_lookup_audit", "dossier_verification_failures",
-               "dossier_subscriptions", "dossier_notifications")
-
-
 def create_tables(engine: Engine) -> None:
-    """Create the dossier tables (idempotent); ``dvcbot db init`` does it too once it imports this module."""
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[name] for name in TABLE_NAMES])
+    """The schema, dossier tables included: an alias of :func:`dvcbot.db.create_schema` (migrations) for old callers."""
+    create_schema(engine)

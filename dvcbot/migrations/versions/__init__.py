@@ -1,0 +1,1 @@
+"""Alembic revisions, one file each, named ``<number>_<slug>.py`` (``dvcbot db revision`` writes them)."""
