@@ -3,6 +3,8 @@
 Button titles are content, not code: the response ``utter_suggest_<intent>`` in the domain gives the title of
 the button for ``<intent>``, and an intent without such a response is never suggested (greetings, thanks,
 ``out_of_scope``...). ``utter_suggest_human_handoff`` titles the button that is always there.
+
+Every message it answers goes to the editors' inbox (:mod:`actions.editor.inbox`) with reason ``fallback``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
+
+from actions.editor.inbox_action import note
 
 NAME = "action_fallback"
 FALLBACK_INTENT = "nlu_fallback"
@@ -98,6 +102,7 @@ class ActionFallback(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
+        note(tracker, "fallback")
         if previous_turn_was_fallback(tracker.events):
             dispatcher.utter_message(response="utter_offer_person")
             return []

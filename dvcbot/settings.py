@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     console_login_max_failures: int = Field(default=5, description="failed logins per account (and 4x per address) "
                                                                    "before a lock-out")
     console_login_window_minutes: float = Field(default=15.0, description="the window failed logins count in")
+    # Editors' inbox of misunderstood messages (actions/editor/inbox.py) and the console's "Thử câu" page
+    inbox_low_confidence: float = Field(default=0.6, ge=0.0, le=1.0,
+                                        description="a message whose intent is predicted below this goes to the "
+                                                    "editors' inbox")
+    editor_data_dir: Path = Field(default=PROJECT_ROOT / "data",
+                                  description="the data/ folder the console writes labelled examples into "
+                                              "(nlu/) and checks against (heldout/, lexicon/, rules/)")
 
     @property
     def tracker_store_url(self) -> str:
