@@ -1,17 +1,29 @@
 """Per-conversation locks: messages of one conversation are handled one at a time, in order.
 
 In one process an asyncio lock per conversation is enough; with several gateway replicas the lock lives
-in Redis so that a webhook landing on another replica waits its turn too.
+in Redis so that a webhook landing on another replica waits its turn too. The Redis lock is a short lease
+(:data:`LEASE_SECONDS`) that its holder renews every third of it while the work goes on: a replica that dies (or
+loses Redis for longer than the lease) frees its conversations within seconds, while a live one keeps its lock
+through a slow Rasa call. A holder whose lease was taken by someone else is cancelled rather than left to finish
+the same work twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError, RedisError
+
+log = logging.getLogger(__name__)
+LEASE_SECONDS = 15.0  # how long a dead holder keeps a conversation locked
 
 
 class ConversationLocks(Protocol):
@@ -39,12 +51,16 @@ class LocalLocks:
 
 
 class RedisLocks:
-    """Locks shared by every replica through Redis, with a local lock in front to spare round trips."""
+    """Locks shared by every replica through Redis, with a local lock in front to spare round trips.
 
-    def __init__(self, client: redis.Redis, ttl: float = 120.0, wait: float = 120.0) -> None:
+    Each lock is a lease of ``ttl`` seconds renewed every ``ttl / 3`` seconds while its holder works.
+    """
+
+    def __init__(self, client: redis.Redis, ttl: float = LEASE_SECONDS, wait: float = 120.0) -> None:
         self.client = client
         self.ttl = ttl  # a crashed holder frees the lock after this many seconds
-        self.wait = wait
+        self.renew_every = ttl / 3
+        self.wait = wait  # how long a second worker waits its turn before giving up (the sweep retries)
         self.local = LocalLocks()
 
     @asynccontextmanager
@@ -54,7 +70,41 @@ class RedisLocks:
                                     sleep=0.01)
             if not await lock.acquire():
                 raise TimeoutError(f"conversation {key} stayed locked for {self.wait} s")
+            holder = asyncio.current_task()
+            assert holder is not None
+            renewing = asyncio.create_task(self._renew(lock, key, holder))
             try:
                 yield
             finally:
-                await lock.release()
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+                try:
+                    await lock.release()
+                except LockNotOwnedError:
+                    log.warning("conversation %s: the lock had expired before it was released", key)
+
+    async def _renew(self, lock: Lock, key: str, holder: asyncio.Task[object]) -> None:
+        """Renew ``lock`` while ``holder`` works; cancel ``holder`` once the lease is surely lost."""
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.renew_every)
+            try:
+                try:
+                    await lock.reacquire()
+                except LockNotOwnedError:
+                    # expired (this process stalled, or Redis restarted empty): take it again if nobody else has
+                    token = lock.local.token
+                    if token is None or not await lock.acquire(blocking=False, token=token):
+                        log.error("conversation %s: its lock was taken by another worker; stopping this one", key)
+                        holder.cancel()
+                        return
+                renewed = time.monotonic()
+            except (RedisError, OSError) as exc:
+                if time.monotonic() - renewed < self.ttl:
+                    log.warning("conversation %s: could not renew its lock (%s); retrying", key, exc)
+                    continue
+                # the lease has lapsed for the others: stop rather than risk working on it twice
+                log.error("conversation %s: lock not renewed for %.0f s; stopping its work", key, self.ttl)
+                holder.cancel()
+                return

@@ -1,12 +1,13 @@
 """The outbox: replies for push channels, stored with the transcript, sent by a worker that survives restarts.
 
 Each row is one platform call. The worker sends the oldest pending row of every recipient (so one chat's
-messages keep their order), leases it while the call is in flight, and then marks it ``sent``, ``failed`` (the
-platform refused it for good; the reason is kept) or schedules a retry — after the platform's ``retry_after``
-when it gave one, with exponential back-off otherwise. Nothing is dropped: a row is pending until one of those
-happens, including across a restart. A row whose call was in flight when the process died is sent again (the
-platforms offer no idempotency key), so delivery is at least once at that one point and exactly once elsewhere.
-"""
+messages keep their order), leases it while the call is in flight (a short lease, renewed every third of it
+while the call goes on, so that the rows of a replica that died are taken over within seconds), and then marks
+it ``sent``, ``failed`` (the platform refused it for good; the reason is kept) or schedules a retry — after the
+platform's ``retry_after`` when it gave one, with exponential back-off otherwise. Nothing is dropped: a row is
+pending until one of those happens, including across a restart. A row whose call was in flight when the process
+died is sent again (the platforms offer no idempotency key), so delivery is at least once at that one point and
+exactly once elsewhere."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from bot.models import Conversation, Message, OutboxEntry, utcnow
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 300.0
+LEASE_SECONDS = 15.0  # a dead sender's rows wait this long; a live sender renews its rows' leases
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,12 @@ class Outbox:
     """Writes replies for push channels into the outbox table and delivers them."""
 
     def __init__(self, db: Database, channels: dict[str, PushChannel], *, concurrency: int = 64,
-                 poll: float = 0.5, lease: float = 120.0) -> None:
+                 poll: float = 0.5, lease: float = LEASE_SECONDS) -> None:
         self.db = db
         self.channels = channels
         self.concurrency = concurrency
         self.poll = poll
-        self.lease = lease  # longer than a call may take, rate-limit waits included (a group: up to 60 s)
+        self.lease = lease  # renewed every lease / 3 s while the call is in flight (rate-limit waits included)
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._sending: set[int] = set()  # row ids in flight here: never claimed twice, whatever their lease
@@ -126,6 +128,28 @@ class Outbox:
         session.commit()
         return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
 
+    def _renew(self, session: Session, ids: list[int]) -> int:
+        """Extend the leases of rows in flight here; a row already recorded (lease cleared) is left alone."""
+        result = session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id.in_(ids), OutboxEntry.status == "pending", OutboxEntry.leased_until.is_not(None))
+            .values(leased_until=utcnow() + dt.timedelta(seconds=self.lease))
+        )
+        session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def renew_leases(self) -> None:
+        """Every third of the lease, renew the leases of the rows whose calls are still in flight, until cancelled."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            ids = sorted(self._sending)
+            if not ids:
+                continue
+            try:
+                await self.db.run(functools.partial(self._renew, ids=ids))
+            except Exception:
+                log.warning("outbox: could not renew the leases of %d rows in flight", len(ids), exc_info=True)
+
     def _record(self, session: Session, claimed: Claimed, error: BaseException | None) -> None:
         now = utcnow()
         values: dict[str, Any] = {"leased_until": None}
@@ -169,6 +193,13 @@ class Outbox:
 
     async def run(self) -> None:
         """Send until cancelled."""
+        renewing = asyncio.create_task(self.renew_leases())
+        try:
+            await self._run()
+        finally:
+            renewing.cancel()
+
+    async def _run(self) -> None:
         while True:
             self._wake.clear()
             free = self.concurrency - len(self._inflight)

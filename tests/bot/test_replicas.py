@@ -98,3 +98,74 @@ async def test_two_replicas_one_telegram_chat(pg_url: str, redis_url: str) -> No
                 await asyncio.sleep(1.0)
     assert rasa.messages("telegram:9301") == [f"m{i}" for i in range(20)]
     assert telegram.texts(9301) == [f"echo: m{i}" for i in range(20)]
+
+
+# --- leases: a dead replica's lock lapses within seconds, a live one keeps it through a slow call -------------
+
+
+async def test_a_dead_holders_lock_is_taken_over_after_the_short_lease(redis_url: str) -> None:
+    from bot.locks import LEASE_SECONDS
+
+    assert LEASE_SECONDS <= 15  # was 120 s: the recovery time after a gateway is killed
+    client = redis.from_url(redis_url)
+    # what a replica killed mid-work leaves behind: its lease, which nobody renews any more
+    await client.set("dvcbot:conv:webchat:dead", "token-of-a-dead-replica", px=1500)
+    started = asyncio.get_running_loop().time()
+    async with RedisLocks(client, ttl=1.5).hold("webchat:dead"):
+        waited = asyncio.get_running_loop().time() - started
+    assert 1.0 < waited < 3.0
+    assert await client.exists("dvcbot:conv:webchat:dead") == 0
+    await client.aclose()
+
+
+async def test_a_slow_live_holder_keeps_its_lock_past_the_lease(redis_url: str) -> None:
+    client = redis.from_url(redis_url)
+    slow, other = RedisLocks(client, ttl=1.0), RedisLocks(client, ttl=1.0)  # two replicas
+    events: list[str] = []
+
+    async def slow_call() -> None:
+        async with slow.hold("webchat:slow"):
+            events.append("slow in")
+            await asyncio.sleep(3.5)  # a Rasa call much longer than the lease
+            events.append("slow out")
+
+    async def second() -> None:
+        await asyncio.sleep(0.2)
+        async with other.hold("webchat:slow"):
+            events.append("other in")
+
+    await asyncio.gather(slow_call(), second())
+    assert events == ["slow in", "slow out", "other in"]
+    await client.aclose()
+
+
+async def test_a_holder_whose_lock_was_taken_is_stopped(redis_url: str) -> None:
+    client = redis.from_url(redis_url)
+    locks = RedisLocks(client, ttl=0.9)
+    entered = asyncio.Event()
+
+    async def work() -> None:
+        async with locks.hold("webchat:stolen"):
+            entered.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(work())
+    await entered.wait()
+    await client.set("dvcbot:conv:webchat:stolen", "another-replica", px=5000)  # e.g. it stalled past its lease
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 3)
+    assert await client.get("dvcbot:conv:webchat:stolen") == b"another-replica"  # not released by the loser
+    await client.delete("dvcbot:conv:webchat:stolen")
+    await client.aclose()
+
+
+async def test_a_holder_takes_its_lock_again_when_redis_forgot_it(redis_url: str) -> None:
+    client = redis.from_url(redis_url)
+    locks = RedisLocks(client, ttl=0.9)
+    async with locks.hold("webchat:forgotten"):
+        await client.delete("dvcbot:conv:webchat:forgotten")  # Redis restarted empty
+        await asyncio.sleep(0.6)  # one renewal
+        assert await client.exists("dvcbot:conv:webchat:forgotten") == 1
+        await asyncio.sleep(1.0)  # still working, still holding it
+    assert await client.exists("dvcbot:conv:webchat:forgotten") == 0
+    await client.aclose()
