@@ -1,8 +1,13 @@
 """Compare, deploy and roll back models on the running Rasa server (``dvcbot eval``, ``deploy``, ``rollback``).
 
 The Rasa HTTP API (token-protected, 127.0.0.1 only) loads a model with ``PUT /model`` while it keeps serving:
-the old model answers until the new one is ready, then the server switches over. Which models were live, in order,
-is kept in ``var/deployments.json`` so that ``rollback`` can bring back the one before.
+the old model answers until the new one is ready, then the server switches over. With several Rasa replicas
+(``DVCBOT_RASA_URLS``, or the file ``make run-prod`` writes) they switch one at a time, each checked through
+``GET /status`` (file name and fingerprint) before the next; when one fails, those already switched go back to the
+model they had. ``PUT /model`` gets the model's *path* (Rasa 3.6 takes ``model_file``, a file on its own
+filesystem, or a model server or cloud storage to pull from; never the bytes), so every replica must see the file
+at that path: true on one machine, shared storage across machines (docs/deploy.md). Which models were live, in
+order, is kept in ``var/deployments.json`` so that ``rollback`` can bring back the one before.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +30,7 @@ import httpx
 
 from dvcbot import PROJECT_ROOT
 from dvcbot.settings import Settings
-from dvcbot.supervisor import TOKEN_FILE
+from dvcbot.supervisor import RASA_URLS_FILE, TOKEN_FILE
 from dvcbot.training import MODELS, current_model, rasa_env
 
 RASA_PY = PROJECT_ROOT / ".venv-rasa" / "bin" / "python"
@@ -72,6 +78,15 @@ class RasaServer:
     def from_settings(cls, settings: Settings, token_file: Path = TOKEN_FILE) -> RasaServer:
         return cls(settings.rasa_url, read_token(settings, token_file))
 
+    @classmethod
+    def replicas(cls, settings: Settings, token_file: Path = TOKEN_FILE,
+                 urls_file: Path = RASA_URLS_FILE) -> list[RasaServer]:
+        """Every Rasa server a deploy goes to: ``DVCBOT_RASA_URLS``; else the replicas of a running
+        ``make run-prod`` (it writes them to ``var/rasa-urls``); else the one at ``rasa_url``."""
+        token = read_token(settings, token_file)
+        urls = settings.rasa_replica_urls if settings.rasa_urls else read_urls(urls_file) or [settings.rasa_url]
+        return [cls(url, token) for url in urls]
+
     def _params(self) -> dict[str, str]:
         return {"token": self.token} if self.token else {}
 
@@ -101,6 +116,19 @@ class RasaServer:
     def live_model(self) -> str:
         return str(self.status().get("model_file") or "")
 
+    def switch(self, model: Path) -> float:
+        """Load ``model`` and check that ``/status`` reports it, by file name and fingerprint (``model_id``)."""
+        seconds = self.load(model)
+        status = self.status()
+        now = str(status.get("model_file") or "")
+        if now != model.name:
+            raise DeployError(f"the Rasa server at {self.url} still reports {now!r} after loading {model.name}")
+        expected = model_fingerprint(model)
+        if expected is not None and status.get("model_id") != expected:
+            raise DeployError(f"the Rasa server at {self.url} reports the fingerprint {status.get('model_id')!r}, "
+                              f"not {expected!r} of {model.name}")
+        return seconds
+
     def load(self, model: Path) -> float:
         """``PUT /model``: the server loads ``model`` and switches to it; returns the seconds it took."""
         started = time.monotonic()
@@ -113,6 +141,83 @@ class RasaServer:
         if resp.status_code not in (200, 204):
             raise self._fail(f"loading {model.name}", resp)
         return time.monotonic() - started
+
+
+def read_urls(path: Path = RASA_URLS_FILE) -> list[str]:
+    """The Rasa replicas a running ``make run-prod`` wrote down, one URL a line; ``[]`` when there is none."""
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def model_fingerprint(model: Path) -> str | None:
+    """The ``model_id`` a Rasa 3.6 model carries in its ``metadata.json`` (``/status`` reports it once loaded)."""
+    try:
+        with tarfile.open(model, "r:gz") as archive:
+            member = archive.extractfile("metadata.json")
+            if member is None:
+                return None
+            value = json.load(member).get("model_id")
+    except (OSError, tarfile.TarError, KeyError, ValueError):
+        return None  # not a model archive (tests) or unreadable: the file name is checked alone
+    return str(value) if value else None
+
+
+def _fleet(servers: RasaServer | Sequence[RasaServer]) -> list[RasaServer]:
+    return [servers] if isinstance(servers, RasaServer) else list(servers)
+
+
+def live_models(fleet: list[RasaServer]) -> dict[str, str]:
+    """The live model of every replica; every one must answer before anything is switched."""
+    return {server.url: server.live_model() for server in fleet}
+
+
+def switch_all(fleet: list[RasaServer], model: Path, before: dict[str, str], models: Path = MODELS,
+               say: Say = _say) -> float:
+    """Switch the replicas to ``model`` one at a time (the others keep answering); returns the seconds the loads
+    took. When one fails, the replicas already switched go back to their model in ``before`` and the
+    ``DeployError`` says what happened to each."""
+    total = 0.0
+    switched: list[RasaServer] = []
+    many = len(fleet) > 1
+    for n, server in enumerate(fleet, 1):
+        if before[server.url] == model.name:
+            if many:
+                say(f"  {n}/{len(fleet)} {server.url} already serves {model.name}")
+            continue
+        try:
+            seconds = server.switch(model)
+        except DeployError as exc:
+            try:  # a load that went through but did not verify (wrong fingerprint): that one goes back too
+                if server.live_model() == model.name:
+                    switched.append(server)
+            except DeployError:
+                pass
+            outcome = _restore(switched, before, models, say) if switched else "no replica had been switched"
+            where = f" (replica {n} of {len(fleet)})" if many else ""
+            raise DeployError(f"{exc}{where}; {outcome}") from exc
+        switched.append(server)
+        total += seconds
+        if many:
+            say(f"  {n}/{len(fleet)} {server.url} serves {model.name} ({seconds:.1f} s)")
+    return total
+
+
+def _restore(switched: list[RasaServer], before: dict[str, str], models: Path, say: Say) -> str:
+    """Load their previous model back into ``switched``; one sentence saying how that went."""
+    done, failed = [], []
+    for server in reversed(switched):
+        previous = models / before[server.url]
+        say(f"  putting {before[server.url]} back on {server.url} ...")
+        try:
+            if not previous.is_file():
+                raise DeployError(f"{before[server.url]} is not in {_rel(models)}/")
+            server.switch(previous)
+            done.append(f"{server.url} back on {before[server.url]}")
+        except DeployError as exc:
+            failed.append(f"{server.url} could NOT be put back on {before[server.url]} ({exc})")
+    return "rolled back the replicas already switched: " + "; ".join(done + failed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -274,14 +379,23 @@ def _event(kind: str, model: str, previous: str, seconds: float, **extra: Any) -
             "load_seconds": round(seconds, 2), **extra}
 
 
-def deploy(server: RasaServer, model_arg: str | None = None, force: bool = False, models: Path = MODELS,
-           state_path: Path = STATE_FILE, heldout: Path = HELDOUT, say: Say = _say) -> int:
-    """Load a model into the running server unless it scores lower than the live one on the held-out data."""
+def deploy(server: RasaServer | Sequence[RasaServer], model_arg: str | None = None, force: bool = False,
+           models: Path = MODELS, state_path: Path = STATE_FILE, heldout: Path = HELDOUT, say: Say = _say) -> int:
+    """Load a model into the running server(s) unless it scores lower than the live one on the held-out data."""
+    fleet = _fleet(server)
     model = resolve_model(model_arg, models)
-    live = server.live_model()
-    if live == model.name:
+    before = live_models(fleet)
+    older = [m for m in before.values() if m != model.name]
+    if not older:
         say(f"{model.name} is already live; nothing to do.")
         return 0
+    live = older[0]
+    if len(set(older)) > 1:
+        listing = ", ".join(f"{url}: {m}" for url, m in before.items())
+        if not force:
+            raise DeployError(f"the Rasa replicas serve different models ({listing}); `dvcbot deploy --force` "
+                              f"brings them all to {model.name}")
+        say(f"The Rasa replicas serve different models ({listing}).")
     extra: dict[str, Any] = {"forced": force}
     if force:
         say("--force: deploying without comparing with the live model.")
@@ -298,11 +412,13 @@ def deploy(server: RasaServer, model_arg: str | None = None, force: bool = False
                 f"model {live_eval.accuracy:.1%}. Add examples for the intents above (or fix them), train and try "
                 "again; `dvcbot deploy --force` deploys anyway.")
             return 1
-    say(f"Loading {model.name} into the Rasa server at {server.url} (the live model answers meanwhile) ...")
-    seconds = server.load(model)
-    now = server.live_model()
-    if now != model.name:
-        raise DeployError(f"the Rasa server still reports {now!r} after loading {model.name}")
+    if len(fleet) == 1:
+        say(f"Loading {model.name} into the Rasa server at {fleet[0].url} (the live model answers meanwhile) ...")
+    else:
+        say(f"Loading {model.name} into {len(fleet)} Rasa servers, one at a time (the others answer meanwhile) ...")
+    seconds = switch_all(fleet, model, before, models, say)
+    if len(fleet) > 1:
+        extra["replicas"] = [s.url for s in fleet]
     state = read_state(state_path)
     if not state["stack"] or state["stack"][-1] != live:
         state["stack"].append(live)  # the model the server was started with, or one loaded by hand
@@ -313,10 +429,16 @@ def deploy(server: RasaServer, model_arg: str | None = None, force: bool = False
     return 0
 
 
-def rollback(server: RasaServer, models: Path = MODELS, state_path: Path = STATE_FILE, say: Say = _say) -> int:
-    """Load the model that was live before the last deploy."""
+def rollback(server: RasaServer | Sequence[RasaServer], models: Path = MODELS, state_path: Path = STATE_FILE,
+             say: Say = _say) -> int:
+    """Load the model that was live before the last deploy (into every replica, one at a time)."""
+    fleet = _fleet(server)
     state = read_state(state_path)
-    live = server.live_model()
+    before = live_models(fleet)
+    live = before[fleet[0].url]
+    if len(set(before.values())) > 1:
+        say("Note: the Rasa replicas serve different models (" + ", ".join(f"{u}: {m}" for u, m in before.items())
+            + ").")
     stack = state["stack"]
     if stack and stack[-1] != live:
         say(f"Note: the server runs {live}, not {stack[-1]} as recorded (it was restarted or changed by hand); "
@@ -330,10 +452,7 @@ def rollback(server: RasaServer, models: Path = MODELS, state_path: Path = STATE
     if not model.is_file():
         raise DeployError(f"the previous model {previous!r} is no longer in {_rel(models)}/")
     say(f"Rolling back to {previous} (the live model answers meanwhile) ...")
-    seconds = server.load(model)
-    now = server.live_model()
-    if now != previous:
-        raise DeployError(f"the Rasa server still reports {now!r} after loading {previous}")
+    seconds = switch_all(fleet, model, before, models, say)
     rolled_back = stack.pop()
     state["log"].append(_event("rollback", previous, rolled_back, seconds))
     write_state(state, state_path)
@@ -341,12 +460,13 @@ def rollback(server: RasaServer, models: Path = MODELS, state_path: Path = STATE
     return 0
 
 
-def run_eval(server: RasaServer, model_arg: str | None = None, models: Path = MODELS, heldout: Path = HELDOUT,
-             say: Say = _say) -> int:
-    """``dvcbot eval``: the newest model against the live one on the held-out data."""
+def run_eval(server: RasaServer | Sequence[RasaServer], model_arg: str | None = None, models: Path = MODELS,
+             heldout: Path = HELDOUT, say: Say = _say) -> int:
+    """``dvcbot eval``: the newest model against the live one (of the first replica) on the held-out data."""
+    first = _fleet(server)[0]
     model = resolve_model(model_arg, models)
     try:
-        live = server.live_model()
+        live = first.live_model()
     except DeployError as exc:
         say(f"Live model unknown: {exc}")
         say(f"Showing {model.name} alone.")
@@ -372,13 +492,17 @@ def main(command: str, model: str | None = None, force: bool = False) -> int:
     """Entry point of the three subcommands; a ``DeployError`` becomes one line and exit code 1."""
     from dvcbot.settings import get_settings
 
-    server = RasaServer.from_settings(get_settings())
+    settings = get_settings()
+    server = RasaServer.replicas(settings)
+    # the models, the record of live models and the held-out data of DVCBOT_PROJECT_DIR / DVCBOT_MODELS_DIR
+    models, state = settings.models_path, settings.project_dir / "var" / STATE_FILE.name
+    heldout = settings.project_dir / HELDOUT.relative_to(PROJECT_ROOT)
     try:
         if command == "eval":
-            return run_eval(server, model)
+            return run_eval(server, model, models=models, heldout=heldout)
         if command == "deploy":
-            return deploy(server, model, force)
-        return rollback(server)
+            return deploy(server, model, force, models=models, state_path=state, heldout=heldout)
+        return rollback(server, models=models, state_path=state)
     except DeployError as exc:
         print(f"{command} failed: {exc}", file=sys.stderr, flush=True)
         return 1

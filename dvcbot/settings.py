@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
 
     rasa_tracker_url: str | None = None
+    rasa_urls: str = Field(default="", description="every Rasa server `dvcbot deploy` loads a model into, one at a "
+                                                   "time, comma-separated (default: the one at rasa_url)")
 
     # Human handoff (README "Handoff to postal staff")
     handoff_hours: str = Field(default="mon-fri 07:30-17:00; sat 07:30-11:30",
@@ -94,6 +96,11 @@ class Settings(BaseSettings):
     @property
     def rasa_url(self) -> str:
         return f"http://{self.rasa_host}:{self.rasa_port}"
+
+    @property
+    def rasa_replica_urls(self) -> list[str]:
+        """The Rasa servers a model deploy goes to: ``DVCBOT_RASA_URLS``, else :attr:`rasa_url`."""
+        return [u.strip().rstrip("/") for u in self.rasa_urls.split(",") if u.strip()] or [self.rasa_url]
 
     @property
     def actions_url(self) -> str:

@@ -31,6 +31,8 @@ COLORS = {"rasa": "35", "actions": "36", "gateway": "32", "notify": "34", "run":
 PR_SET_PDEATHSIG = 1
 # the Rasa API token of a `make run` without DVCBOT_RASA_TOKEN, for `dvcbot deploy` (mode 0600)
 TOKEN_FILE = PROJECT_ROOT / "var" / "rasa-token"
+# the Rasa replicas of a running `make run-prod`, one URL a line, for `dvcbot deploy` (removed when it stops)
+RASA_URLS_FILE = PROJECT_ROOT / "var" / "rasa-urls"
 _PRINT_LOCK = threading.Lock()
 
 
@@ -177,10 +179,12 @@ def replica_services(settings: Settings, model: Path, token: str, replicas: int 
         ports = {kind: [port] if replicas == 1 else [port + i for i in range(1, replicas + 1)]
                  for kind, port in public.items()}
     out: list[Service] = []
+    rasa_urls = ",".join(f"http://{settings.rasa_host}:{port}" for port in ports["rasa"][:replicas])
     for kind in ("actions", "rasa", "gateway"):
         template = templates[kind]
         for i, port in enumerate(ports[kind][:replicas], 1):
             cmd, env = _with_option(template.cmd, "--port", str(port)), dict(template.env)
+            env["DVCBOT_RASA_URLS"] = rasa_urls  # each replica, for model deploys (dvcbot.deploy)
             if kind == "gateway":
                 env["DVCBOT_GATEWAY_PORT"] = str(port)
                 if replicas > 1:  # only HAProxy listens on the public address
@@ -336,6 +340,7 @@ def run(settings: Settings, model: Path) -> int:
     token = secrets.token_urlsafe(24) if settings.rasa_token is None else settings.rasa_token.get_secret_value()
     if generated:
         write_token_file(token)
+    RASA_URLS_FILE.unlink(missing_ok=True)  # left by a `make run-prod` that was killed: one Rasa server now
     try:
         return _run(settings, model, token)
     finally:
@@ -370,7 +375,10 @@ def run_prod(settings: Settings, model: Path, replicas: int = 2) -> int:
     token = secrets.token_urlsafe(24) if settings.rasa_token is None else settings.rasa_token.get_secret_value()
     if generated:
         write_token_file(token)
-    sup = Supervisor(replica_services(settings, model, token, replicas))
+    svcs = replica_services(settings, model, token, replicas)
+    RASA_URLS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RASA_URLS_FILE.write_text(svcs[0].env["DVCBOT_RASA_URLS"].replace(",", "\n") + "\n", encoding="utf-8")
+    sup = Supervisor(svcs)
 
     def on_signal(signum: int, _frame: object) -> None:
         sup.say(f"received {signal.Signals(signum).name}")
@@ -386,5 +394,6 @@ def run_prod(settings: Settings, model: Path, replicas: int = 2) -> int:
             time.sleep(0.2)
         return code
     finally:
+        RASA_URLS_FILE.unlink(missing_ok=True)
         if generated:
             remove_token_file(token)

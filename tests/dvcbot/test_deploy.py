@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import shutil
+import signal
 import stat
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,13 +29,14 @@ from dvcbot.deploy import (
     _evaluation_key,
     compare,
     deploy,
+    model_fingerprint,
     read_state,
     read_token,
     rollback,
     run_eval,
 )
 from dvcbot.settings import Settings
-from dvcbot.supervisor import remove_token_file, write_token_file
+from dvcbot.supervisor import remove_token_file, replica_services, write_token_file
 from dvcbot.training import current_model
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -40,27 +46,46 @@ from dvcbot.training import current_model
 class FakeRasa:
     """``GET /status`` and ``PUT /model`` of a Rasa server started with ``--auth-token secret``."""
 
-    def __init__(self, live: str) -> None:
+    def __init__(self, live: str, url: str = "http://rasa.test", journal: list[str] | None = None) -> None:
         self.live = live
+        self.model_id = f"id-{live}"
+        self.url = url
         self.loads: list[str] = []
+        self.journal = journal if journal is not None else []  # shared by replicas: the order of events
+        self.refuse: set[str] = set()  # model files this replica fails to load (500)
+        self.wrong_id: set[str] = set()  # loads these, then reports another fingerprint (a mixed-up file)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.params.get("token") != "secret":
             return httpx.Response(401, json={"message": "User is not authenticated."})
         if request.method == "GET" and request.url.path == "/status":
-            return httpx.Response(200, json={"model_file": self.live, "model_id": "x"})
+            return httpx.Response(200, json={"model_file": self.live, "model_id": self.model_id})
         if request.method == "PUT" and request.url.path == "/model":
             path = Path(json.loads(request.content)["model_file"])
-            if not path.is_file():
+            self.journal.append(f"{self.url} load {path.name}")
+            if not path.is_file() or path.name in self.refuse:
                 return httpx.Response(500, json={"message": f"no model at {path}"})
             self.live = path.name
+            self.model_id = "something-else" if path.name in self.wrong_id else (model_fingerprint(path) or "x")
             self.loads.append(path.name)
+            self.journal.append(f"{self.url} live {path.name}")
             return httpx.Response(204)
         return httpx.Response(404)
 
     def server(self, token: str | None = "secret") -> RasaServer:
         client = httpx.Client(transport=httpx.MockTransport(self.handler))
-        return RasaServer("http://rasa.test", token, client)
+        return RasaServer(self.url, token, client)
+
+
+def model_archive(model_id: str) -> bytes:
+    """A file shaped like a Rasa 3.6 model: a tar.gz with ``metadata.json`` holding the fingerprint."""
+    data = json.dumps({"model_id": model_id, "assistant_id": "dvcbot"}).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        info = tarfile.TarInfo("metadata.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 def scores(accuracy: float, per_intent: dict[str, float], errors: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -83,7 +108,7 @@ def models(tmp_path: Path) -> Path:
     }
     cache = {}
     for name, value in seeded.items():
-        (folder / name).write_bytes(name.encode())
+        (folder / name).write_bytes(model_archive(f"id-{name}"))
         cache[_evaluation_key(folder / name, heldout)] = value
     (folder / EVALUATIONS).write_text(json.dumps(cache))
     return folder
@@ -193,6 +218,138 @@ def test_token_file(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Several Rasa replicas (make run-prod): one at a time, checked, and put back together when one fails
+
+
+def replicas(live: str = "old.tar.gz", n: int = 2) -> tuple[list[FakeRasa], list[str]]:
+    journal: list[str] = []
+    return [FakeRasa(live, f"http://rasa-{i}.test", journal) for i in range(1, n + 1)], journal
+
+
+def test_model_fingerprint(models: Path) -> None:
+    assert model_fingerprint(models / "good.tar.gz") == "id-good.tar.gz"
+    (models / "not-a-model.tar.gz").write_bytes(b"text")
+    assert model_fingerprint(models / "not-a-model.tar.gz") is None
+
+
+def test_deploy_and_rollback_switch_every_replica_one_at_a_time(models: Path) -> None:
+    fakes, journal = replicas()
+    state_path = models.parent / "deployments.json"
+    lines: list[str] = []
+    servers = [f.server() for f in fakes]
+    assert deploy(servers, "good", models=models, state_path=state_path, heldout=models.parent / "heldout.yml",
+                  say=lines.append) == 0
+    # the second replica starts loading only once the first serves the new model
+    assert journal == ["http://rasa-1.test load good.tar.gz", "http://rasa-1.test live good.tar.gz",
+                       "http://rasa-2.test load good.tar.gz", "http://rasa-2.test live good.tar.gz"]
+    assert [f.live for f in fakes] == ["good.tar.gz", "good.tar.gz"]
+    assert [f.model_id for f in fakes] == ["id-good.tar.gz"] * 2
+    assert "into 2 Rasa servers, one at a time" in "\n".join(lines)
+    assert lines[-1].startswith("Deployed good.tar.gz in ")
+    state = read_state(state_path)
+    assert state["stack"] == ["old.tar.gz", "good.tar.gz"]
+    assert state["log"][-1]["replicas"] == ["http://rasa-1.test", "http://rasa-2.test"]
+
+    journal.clear()
+    assert rollback(servers, models=models, state_path=state_path, say=lines.append) == 0
+    assert [f.live for f in fakes] == ["old.tar.gz", "old.tar.gz"]
+    assert journal[0] == "http://rasa-1.test load old.tar.gz" and journal[-1] == "http://rasa-2.test live old.tar.gz"
+    assert read_state(state_path)["stack"] == ["old.tar.gz"]
+
+
+def test_a_replica_that_fails_part_way_puts_the_switched_ones_back(models: Path) -> None:
+    fakes, journal = replicas(n=3)
+    fakes[1].refuse.add("good.tar.gz")  # e.g. the file is not on that machine
+    state_path = models.parent / "deployments.json"
+    lines: list[str] = []
+    with pytest.raises(DeployError) as failed:
+        deploy([f.server() for f in fakes], "good", models=models, state_path=state_path,
+               heldout=models.parent / "heldout.yml", say=lines.append)
+    message = str(failed.value)
+    assert "loading good.tar.gz failed: HTTP 500" in message and "(replica 2 of 3)" in message
+    assert "rolled back the replicas already switched: http://rasa-1.test back on old.tar.gz" in message
+    assert [f.live for f in fakes] == ["old.tar.gz"] * 3
+    assert fakes[0].model_id == "id-old.tar.gz"  # the fingerprint of the model put back was checked too
+    assert fakes[2].loads == []  # never touched
+    assert journal[-2:] == ["http://rasa-1.test load old.tar.gz", "http://rasa-1.test live old.tar.gz"]
+    assert not state_path.exists()  # nothing was deployed
+
+
+def test_a_replica_reporting_another_fingerprint_counts_as_a_failure(models: Path) -> None:
+    fakes, _ = replicas()
+    fakes[1].wrong_id.add("good.tar.gz")
+    with pytest.raises(DeployError, match=re.escape("fingerprint 'something-else', not 'id-good.tar.gz'")) as failed:
+        deploy([f.server() for f in fakes], "good", force=True, models=models,
+               state_path=models.parent / "d.json", say=lambda _: None)
+    assert "http://rasa-2.test back on old.tar.gz" in str(failed.value)  # it had loaded the file: back too
+    assert "http://rasa-1.test back on old.tar.gz" in str(failed.value)
+    assert [f.live for f in fakes] == ["old.tar.gz", "old.tar.gz"]
+
+
+def test_a_rollback_that_fails_part_way_keeps_the_replicas_together(models: Path) -> None:
+    fakes, _ = replicas()
+    state_path = models.parent / "deployments.json"
+    servers = [f.server() for f in fakes]
+    assert deploy(servers, "good", force=True, models=models, state_path=state_path, say=lambda _: None) == 0
+    fakes[1].refuse.add("old.tar.gz")
+    with pytest.raises(DeployError, match=re.escape("http://rasa-1.test back on good.tar.gz")):
+        rollback(servers, models=models, state_path=state_path, say=lambda _: None)
+    assert [f.live for f in fakes] == ["good.tar.gz", "good.tar.gz"]
+    assert read_state(state_path)["stack"] == ["old.tar.gz", "good.tar.gz"]  # still deployed, still reversible
+
+
+def test_replicas_serving_different_models(models: Path) -> None:
+    fakes, _ = replicas()
+    fakes[1].live = "bad.tar.gz"  # e.g. a replica restarted with another model
+    servers = [f.server() for f in fakes]
+    state_path = models.parent / "d.json"
+    with pytest.raises(DeployError, match=r"serve different models .*--force"):
+        deploy(servers, "good", models=models, state_path=state_path, say=lambda _: None)
+    assert [f.loads for f in fakes] == [[], []]
+    assert deploy(servers, "good", force=True, models=models, state_path=state_path, say=lambda _: None) == 0
+    assert [f.live for f in fakes] == ["good.tar.gz", "good.tar.gz"]
+    fakes[0].live = "good.tar.gz"
+    lines: list[str] = []
+    assert deploy(servers, "good", models=models, state_path=state_path, say=lines.append) == 0
+    assert lines == ["good.tar.gz is already live; nothing to do."]
+
+
+def test_a_replica_that_is_down_stops_the_deploy_before_anything_changes(models: Path) -> None:
+    fakes, journal = replicas()
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    servers = [fakes[0].server(), RasaServer("http://rasa-2.test", "secret",
+                                             httpx.Client(transport=httpx.MockTransport(down)))]
+    with pytest.raises(DeployError, match=re.escape("rasa-2.test is not reachable")):
+        deploy(servers, "good", force=True, models=models, state_path=models.parent / "d.json")
+    assert journal == []
+
+
+def test_which_replicas_a_deploy_goes_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    urls_file = tmp_path / "rasa-urls"
+    monkeypatch.delenv("DVCBOT_RASA_URLS", raising=False)
+    single = Settings(rasa_token="t", rasa_port=5005)
+    assert [s.url for s in RasaServer.replicas(single, urls_file=urls_file)] == ["http://127.0.0.1:5005"]
+    urls_file.write_text("http://127.0.0.1:5006\nhttp://127.0.0.1:5007\n")  # a running `make run-prod`
+    assert [s.url for s in RasaServer.replicas(single, urls_file=urls_file)] == ["http://127.0.0.1:5006",
+                                                                                "http://127.0.0.1:5007"]
+    monkeypatch.setenv("DVCBOT_RASA_URLS", "http://10.0.0.5:5005/, http://10.0.0.6:5005")
+    servers = RasaServer.replicas(Settings(rasa_token="t"), urls_file=urls_file)  # the setting wins
+    assert [(s.url, s.token) for s in servers] == [("http://10.0.0.5:5005", "t"), ("http://10.0.0.6:5005", "t")]
+
+
+def test_run_prod_tells_every_replica_the_rasa_urls(tmp_path: Path) -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", rasa_port=5005)
+    svcs = replica_services(settings, Path("m.tar.gz"), "tok", 3, workdir=tmp_path)
+    urls = {s.env.get("DVCBOT_RASA_URLS") for s in svcs if s.name[-2:] in ("-1", "-2", "-3")}
+    assert urls == {"http://127.0.0.1:5006,http://127.0.0.1:5007,http://127.0.0.1:5008"}
+    assert Settings(rasa_urls=urls.pop()).rasa_replica_urls == ["http://127.0.0.1:5006", "http://127.0.0.1:5007",
+                                                                "http://127.0.0.1:5008"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # With the real Rasa server: the swap happens while messages keep coming
 
 
@@ -273,6 +430,21 @@ def model_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
+def wait_for_rasa(urls: list[str], sup: Any, log: str, within: float) -> None:
+    """Until every Rasa server in ``urls`` answers ``/status`` (each process of ``sup`` must stay alive)."""
+    deadline = time.monotonic() + within
+    for url in urls:
+        while True:
+            assert all(s.proc and s.proc.poll() is None for s in sup.svcs), f"a service died; see {log}"
+            try:
+                if httpx.get(f"{url}/status", params={"token": "deploy-token"}, timeout=3).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"Rasa did not start; see {log}"
+            time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def rasa_stack(model_copies: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The real action server and Rasa server serving ``live-*``, with the project's credentials and endpoints
@@ -304,20 +476,79 @@ def rasa_stack(model_copies: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     sup.start()
     url = settings.rasa_url
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            assert all(s.proc and s.proc.poll() is None for s in sup.svcs), f"a service died; see {log.name}"
-            try:
-                if httpx.get(f"{url}/status", params={"token": "deploy-token"}, timeout=3).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"Rasa did not start; see {log.name}"
-            time.sleep(1)
+        wait_for_rasa([url], sup, log.name, 150)
         yield url, models
     finally:
         sup.stop()
         log.close()
+
+
+@pytest.fixture
+def two_rasa_replicas(model_copies: Path, redis_url: str, tmp_path: Path) -> Iterator[tuple[list[str], Any]]:
+    """Two real Rasa servers as `make run-prod` starts them (one endpoints.yml, Redis lock store, one SQL tracker
+    store) and one action server; yields their URLs and the supervisor."""
+    from dvcbot.db import create_schema, make_engine
+    from dvcbot.supervisor import Supervisor
+    from tests.servers import free_port
+
+    db_url = f"sqlite:///{tmp_path / 'dvcbot.db'}"
+    engine = make_engine(db_url)
+    create_schema(engine)
+    engine.dispose()
+    settings = Settings(database_url=db_url, actions_port=free_port(), rasa_token="deploy-token", redis_url=redis_url)
+    live = next(model_copies.glob("live-*.tar.gz"))
+    ports = {"actions": [settings.actions_port], "rasa": [free_port(), free_port()], "gateway": [free_port()] * 2}
+    svcs = [s for s in replica_services(settings, live, "deploy-token", 2, ports=ports, workdir=tmp_path)
+            if s.name in ("actions-1", "rasa-1", "rasa-2")]
+    assert {s.env["DVCBOT_RASA_LOCK_STORE"] for s in svcs if s.name.startswith("rasa")} == {"redis"}
+    urls = svcs[1].env["DVCBOT_RASA_URLS"].split(",")
+    log = (tmp_path / "stack.log").open("w", encoding="utf-8")
+    sup = Supervisor(svcs, out=log)
+    sup.start()
+    try:
+        wait_for_rasa(urls, sup, log.name, 240)
+        yield urls, sup
+    finally:
+        sup.stop()
+        log.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_deploy_and_rollback_across_two_real_rasa_replicas(two_rasa_replicas: tuple[list[str], Any],
+                                                           model_copies: Path, tmp_path: Path) -> None:
+    urls, sup = two_rasa_replicas
+    models = model_copies
+    live, new = sorted(p.name for p in models.glob("*.tar.gz"))
+    fingerprint = model_fingerprint(models / new)
+    assert fingerprint  # a real model carries one
+    state_path = tmp_path / "deployments.json"
+    fleet = [RasaServer(url, "deploy-token") for url in urls]
+    lines: list[str] = []
+
+    assert deploy(fleet, new, force=True, models=models, state_path=state_path, say=lines.append) == 0, lines
+    assert [(s.status()["model_file"], s.status()["model_id"]) for s in fleet] == [(new, fingerprint)] * 2
+    for url in urls:  # both answer with the new model, on one shared conversation
+        reply = httpx.post(f"{url}/webhooks/rest/webhook", timeout=60, json={"sender": "c", "message": "xin chào"})
+        assert reply.status_code == 200 and reply.json(), reply.text
+    assert rollback(fleet, models=models, state_path=state_path, say=lines.append) == 0, lines
+    assert [s.live_model() for s in fleet] == [live, live]
+
+    class DiesBeforeLoading(RasaServer):
+        def load(self, model: Path) -> float:
+            rasa_2 = next(s for s in sup.svcs if s.name == "rasa-2")
+            assert rasa_2.proc is not None
+            os.killpg(rasa_2.proc.pid, signal.SIGKILL)  # it dies while the first already serves the new model
+            rasa_2.proc.wait()
+            return super().load(model)
+
+    failing = [fleet[0], DiesBeforeLoading(urls[1], "deploy-token")]
+    with pytest.raises(DeployError) as failed:
+        deploy(failing, new, force=True, models=models, state_path=state_path, say=lines.append)
+    assert "(replica 2 of 2)" in str(failed.value)
+    assert f"{urls[0]} back on {live}" in str(failed.value)
+    assert fleet[0].live_model() == live  # the switched replica was really put back
+    assert read_state(state_path)["stack"] == [live]
 
 
 def tracker_events(url: str, sender: str) -> list[dict[str, Any]]:
