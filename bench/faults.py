@@ -44,7 +44,7 @@ from tests.fakes.telegram import Failure
 FAULT_AT = 8.0  # seconds of normal load before the fault
 LOAD_SECONDS = 40.0  # the whole scenario's sending time
 NORMAL = 2.0  # an answer within this many seconds counts as normal service
-DRAIN = 150.0  # longest wait for the backlog after the load stops (a dead holder's locks and leases: 120 s)
+DRAIN = 150.0  # longest wait for the backlog after the load stops (a dead holder's locks and leases: 15 s)
 
 
 @dataclass
@@ -157,9 +157,9 @@ MECHANISMS = [
     "- **Gateway killed**: HAProxy stops sending to it within 2 s (health check every second, down after 2 "
     "failures); webhooks it had acknowledged are already stored and are picked up by the other replica's sweep. A "
     "conversation whose message was being processed by the dead replica waits for that replica's Redis conversation "
-    "lock to expire, and a reply it was sending waits for its outbox lease to expire — 120 s each (`bot/locks.py`, "
-    "`bot/outbox.py`): that is the *backlog* figure, and why a few simulated citizens stopped waiting (they give up "
-    "after 30 s, so fewer messages were sent in that scenario). Nothing is lost; the delay is the price.",
+    "lock to expire, and a reply it was sending waits for its outbox lease to expire — 15 s each (`LEASE_SECONDS` "
+    "in `bot/locks.py`, `bot/outbox.py`; live holders renew them every 5 s), then up to 5 s for the intake's "
+    "sweep: that is the *backlog* figure. Nothing is lost; the delay is the price.",
     "- **Rasa server or one action server killed**: HAProxy sends new calls to the other replica; a call that was "
     "in flight fails, and the gateway answers that one message with the polite \"temporarily unavailable\" text "
     "(with \"Gặp nhân viên\" and \"Thử lại\" buttons) rather than silence.",
