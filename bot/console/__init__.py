@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from starlette.routing import Mount
 
-from bot.console import dossiers, editor
+from bot.console import catalog, dossiers, editor
 from bot.console.views import routes
 
-console = Mount("/console", routes=[*dossiers.routes, *editor.routes, *routes])
+console = Mount("/console", routes=[*dossiers.routes, *catalog.routes, *editor.routes, *routes])
 
 __all__ = ["console", "routes"]
