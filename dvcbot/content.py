@@ -635,7 +635,7 @@ def main(rasa: bool = True) -> int:
     from dvcbot.settings import get_settings
 
     settings = get_settings()
-    content = ContentPaths.at(PROJECT_ROOT)
+    content = ContentPaths.at(settings.project_dir)
     content.catalog_dir = settings.catalog_dir
     content.post_offices = settings.post_offices_file
     print("Checking the content" + (" (rasa data validate runs alongside, about 10 s)" if rasa else "") + " ...",

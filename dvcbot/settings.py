@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     catalog_dir: Path = PROJECT_ROOT / "data" / "catalog"
     post_offices_file: Path = PROJECT_ROOT / "data" / "post_offices.yml"
     content_dir: Path = PROJECT_ROOT / "data" / "content"
+    # What `dvcbot train`, `content check`, `eval`, `deploy` and `rollback` work on: the folder with config.yml,
+    # domain/ and data/ (its var/ keeps train.log and deployments.json), and where models go. Tests use copies.
+    project_dir: Path = PROJECT_ROOT
+    models_dir: Path | None = Field(default=None, description="trained models (default: <project_dir>/models)")
     webchat_max_chars: int = 2000
     transcript_retention_days: int = Field(default=180, ge=1, description="transcript lines older than this go")
     inbound_retention_hours: int = Field(default=48, ge=1, description="handled platform updates older than this go")
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
             project_db = Path(self.database_url.removeprefix("sqlite:///"))
             return "sqlite:///" + project_db.with_name("rasa-trackers.db").as_posix()
         return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.project_dir / "models"
 
     @property
     def rasa_url(self) -> str:

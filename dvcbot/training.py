@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dvcbot import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from dvcbot.settings import Settings
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
 MODELS = PROJECT_ROOT / "models"
@@ -68,12 +71,20 @@ def decide(current: dict[str, str], models: Path = MODELS) -> TrainDecision:
     return TrainDecision(True, f"changed since the last model: {shown}")
 
 
-def current_model(models: Path = MODELS) -> Path | None:
+def current_model(models: Path | None = None) -> Path | None:
+    """The newest trained model in ``models`` (default: ``DVCBOT_MODELS_DIR``, else ``models/``)."""
+    models = models or _settings().models_path
     stored_path = models / "fingerprint.json"
     if not stored_path.exists():
         return None
     model = json.loads(stored_path.read_text()).get("model")
     return models / model if model and (models / model).exists() else None
+
+
+def _settings() -> Settings:
+    from dvcbot.settings import get_settings
+
+    return get_settings()
 
 
 def rasa_env() -> dict[str, str]:
@@ -138,12 +149,17 @@ class _Progress:
             self.say(f"  {elapsed:4.0f} s  model written")
 
 
-def train(force: bool = False, root: Path = PROJECT_ROOT, models: Path = MODELS,
+def train(force: bool = False, root: Path | None = None, models: Path | None = None,
           say: Callable[[str], None] | None = None, rasa_bin: Path = RASA_BIN) -> Path:
     """Train when needed, with progress lines; return the model to serve.
 
-    The full Rasa log is written to ``var/train.log``; earlier models stay in ``models/``.
+    ``root`` holds config.yml, domain/ and data/ (default: ``DVCBOT_PROJECT_DIR``, the repository), ``models``
+    where models go (default: ``DVCBOT_MODELS_DIR``, else ``<root>/models``). The full Rasa log is written to
+    ``<root>/var/train.log``; earlier models stay in ``models``.
     """
+    if root is None:
+        root = _settings().project_dir
+    models = models or _settings().models_path
     say = say or (lambda line: print(line, flush=True))
     current = fingerprint(root)
     decision = decide(current, models)
@@ -164,8 +180,11 @@ def train(force: bool = False, root: Path = PROJECT_ROOT, models: Path = MODELS,
            "--data", *[d for d in TRAIN_DATA if (root / d).exists()],
            "--out", str(models), "--fixed-model-name", name]
     progress = _Progress(started, say)
+    env = rasa_env()
+    if root.resolve() != PROJECT_ROOT.resolve():  # Rasa imports the nlu/ components from its working directory
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     with log_path.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=rasa_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace")
         assert proc.stdout is not None
         for line in proc.stdout:
