@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from bot.locks import RedisLocks
 from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
 from tests.bot.helpers import TELEGRAM_SECRET, channel_settings, eventually
+from tests.bot.test_restart import GatewayProcess
 from tests.db import _pg_database
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.telegram import FakeTelegram, text_update
@@ -169,3 +172,34 @@ async def test_a_holder_takes_its_lock_again_when_redis_forgot_it(redis_url: str
         await asyncio.sleep(1.0)  # still working, still holding it
     assert await client.exists("dvcbot:conv:webchat:forgotten") == 0
     await client.aclose()
+
+
+async def test_a_killed_replicas_conversation_is_answered_by_the_other_within_seconds(
+        pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    """Two gateway processes; the one working on a conversation is killed mid-call: the other answers it once the
+    dead one's lock lapses (15 s, plus the intake's sweep), not after the 120 s it used to take."""
+    engine = make_engine(pg_url)
+    create_schema(engine)
+    engine.dispose()
+    rasa, telegram = FakeRasa(delay=4.0), FakeTelegram()
+    rasa_port = free_port()
+    with serve(rasa.app(), rasa_port), serve(telegram.app()) as telegram_url:
+        one, two = (GatewayProcess(pg_url, rasa_port, telegram_url, tmp_path / f"gateway-{n}.log") for n in (1, 2))
+        try:
+            for gateway in (one, two):
+                gateway.env["DVCBOT_REDIS_URL"] = redis_url
+                gateway.start()
+            assert one.post(text_update(880, 9401, "q0")).status_code == 200
+            await eventually(lambda: len(rasa.received) == 1, what="Rasa asked by the first replica")
+            one.kill()  # while Rasa is thinking: its conversation lock stays in Redis, unrenewed
+            killed = time.monotonic()
+            rasa.delay = 0.0
+            await eventually(lambda: len(telegram.sent(9401)) == 1, within=45, what="the other replica's answer")
+            took = time.monotonic() - killed
+            await asyncio.sleep(1.0)
+        finally:
+            one.stop()
+            two.stop()
+    assert telegram.texts(9401) == ["echo: q0"]  # once
+    assert rasa.messages("telegram:9401") == ["q0", "q0"]  # the dead replica's call, then the other's
+    assert 10 < took < 30, took
