@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -17,7 +18,9 @@ from bot.channels.telegram_limits import TelegramLimits
 from bot.console import console
 from bot.gateway import running_gateway
 from bot.health import healthz
-from dvcbot import logmask
+from bot.metrics import RefusedCounter
+from bot.metrics import endpoint as metrics
+from dvcbot import logmask, logs
 from dvcbot.settings import Settings, get_settings
 
 STATIC = Path(__file__).parent / "webchat" / "static"
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None, *, telegram_limits: TelegramLim
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         *webchat.routes,
         *telegram.routes,
         *zalo.routes,
@@ -51,4 +55,11 @@ def create_app(settings: Settings | None = None, *, telegram_limits: TelegramLim
         console,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RefusedCounter)])
+
+
+def gateway_app() -> Starlette:
+    """The gateway as its process runs it (``uvicorn bot.app:gateway_app --factory``): logging configured from
+    ``DVCBOT_LOG_FORMAT`` / ``DVCBOT_LOG_LEVEL`` (uvicorn's own records included), then :func:`create_app`."""
+    logs.configure_from_settings("gateway")
+    return create_app()

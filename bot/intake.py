@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.channels.base import IncomingMessage
 from bot.database import Database
 from bot.locks import ConversationLocks
@@ -68,7 +69,9 @@ class Intake:
                 return Stored(session.scalars(query).one(), True)
             return Stored(row.id, False)
 
-        return await self.db.run(insert)
+        stored = await self.db.run(insert)
+        metrics.stored(msg.channel, stored.duplicate)  # the staff group apart from citizens
+        return stored
 
     def schedule(self, key: str) -> None:
         """Process the pending updates of conversation ``key`` in the background."""
@@ -95,24 +98,24 @@ class Intake:
                 pending = await self.db.run(lambda s: self._pending(s, key))
                 if not pending:
                     return
-                for row_id, data in pending:
-                    if not await self._process(row_id, IncomingMessage.from_json(data)):
+                for row_id, data, received_at in pending:
+                    if not await self._process(row_id, IncomingMessage.from_json(data), received_at):
                         return  # keep the order: later updates wait for this one's retry
 
     @staticmethod
-    def _pending(session: Session, key: str) -> list[tuple[int, dict[str, Any]]]:
+    def _pending(session: Session, key: str) -> list[tuple[int, dict[str, Any], dt.datetime]]:
         rows = session.execute(
-            select(InboundUpdate.id, InboundUpdate.message)
+            select(InboundUpdate.id, InboundUpdate.message, InboundUpdate.received_at)
             .where(InboundUpdate.conversation_key == key, InboundUpdate.status == "pending")
             .order_by(InboundUpdate.seq, InboundUpdate.id)
             .limit(100)
         ).all()
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
 
-    async def _process(self, row_id: int, msg: IncomingMessage) -> bool:
+    async def _process(self, row_id: int, msg: IncomingMessage, received_at: dt.datetime | None = None) -> bool:
         """Process one update; ``False`` when it failed and will be retried (later updates must wait)."""
         try:
-            await self.router.process(row_id, msg)
+            await self.router.process(row_id, msg, received_at)
             return True
         except Exception as exc:
             log.exception("inbound update %s could not be processed", row_id)

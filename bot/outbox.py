@@ -22,9 +22,11 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from bot import metrics
 from bot.channels.base import OutgoingMessage, PushChannel, RetryLater, Undeliverable
 from bot.database import Database
 from bot.models import Conversation, Message, OutboxEntry, utcnow
+from dvcbot.logs import conversation_context
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 300.0
@@ -38,6 +40,7 @@ class Claimed:
     recipient: str
     body: dict[str, Any]
     attempts: int
+    message_id: int | None = None  # the transcript line (ends an end-to-end latency measurement)
 
 
 def backoff(attempts: int) -> float:
@@ -65,7 +68,8 @@ class Outbox:
             replies: list[tuple[OutgoingMessage, Message]]) -> int:
         """Queue the visible ``replies`` of a push-channel conversation; returns the number of rows."""
         channel = self.channels.get(conversation.channel)
-        if channel is None:
+        if channel is None:  # the web chat: the client fetches what is stored
+            metrics.pulled(conversation.channel, sum(1 for reply, _ in replies if reply.visible))
             return 0
         count = 0
         for reply, row in replies:
@@ -123,7 +127,7 @@ class Outbox:
                    or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
             .values(leased_until=now + dt.timedelta(seconds=self.lease), attempts=OutboxEntry.attempts + 1)
             .returning(OutboxEntry.id, OutboxEntry.channel, OutboxEntry.recipient, OutboxEntry.body,
-                       OutboxEntry.attempts)
+                       OutboxEntry.attempts, OutboxEntry.message_id)
         ).all()
         session.commit()
         return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
@@ -167,7 +171,8 @@ class Outbox:
 
     async def _send(self, claimed: Claimed) -> None:
         try:
-            await self._deliver(claimed)
+            with conversation_context(f"{claimed.channel}:{claimed.recipient}"):
+                await self._deliver(claimed)
         finally:
             self._sending.discard(claimed.id)
             self._wake.set()
@@ -183,6 +188,7 @@ class Outbox:
             error = exc
         if isinstance(error, Undeliverable):
             log.warning("outbox row %s to %s refused for good: %s", claimed.id, claimed.channel, error)
+        metrics.sent(claimed.channel, error, claimed.message_id)
         for attempt in range(5):  # the platform has it: try hard to remember that
             try:
                 await self.db.run(lambda s: self._record(s, claimed, error))

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
+
+from bot.metrics import RASA_ERRORS, RASA_SECONDS
 
 log = logging.getLogger(__name__)
 
 
 class RasaUnavailable(Exception):
-    """Rasa (or the action server behind it) did not answer usefully in time."""
+    """Rasa (or the action server behind it) did not answer usefully in time.
+
+    ``kind`` (a metrics label): timeout, unavailable (no connection), http_error or bad_answer.
+    """
+
+    def __init__(self, message: str, kind: str = "unavailable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class RasaClient:
@@ -22,22 +32,34 @@ class RasaClient:
         self.client = client
 
     async def send(self, sender: str, text: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Send one user message and return Rasa's replies."""
+        """Send one user message and return Rasa's replies (timed and counted in :mod:`bot.metrics`)."""
+        started = time.perf_counter()
+        try:
+            return await self._send(sender, text, metadata)
+        except RasaUnavailable as exc:
+            RASA_ERRORS.labels(exc.kind).inc()
+            raise
+        finally:
+            RASA_SECONDS.observe(time.perf_counter() - started)
+
+    async def _send(self, sender: str, text: str, metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
         body = {"sender": sender, "message": text, "metadata": metadata or {}}
         try:
             resp = await self.client.post(
                 f"{self.base_url}/webhooks/rest/webhook", json=body, timeout=self.timeout
             )
+        except httpx.TimeoutException as exc:
+            raise RasaUnavailable(f"{type(exc).__name__}: {exc}", "timeout") from exc
         except httpx.HTTPError as exc:
             raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
-            raise RasaUnavailable(f"HTTP {resp.status_code}")
+            raise RasaUnavailable(f"HTTP {resp.status_code}", "http_error")
         try:
             data = resp.json()
         except ValueError as exc:
-            raise RasaUnavailable("not JSON") from exc
+            raise RasaUnavailable("not JSON", "bad_answer") from exc
         if not isinstance(data, list):
-            raise RasaUnavailable("unexpected answer shape")
+            raise RasaUnavailable("unexpected answer shape", "bad_answer")
         return [item for item in data if isinstance(item, dict)]
 
     async def status(self) -> dict[str, Any]:

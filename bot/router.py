@@ -11,6 +11,7 @@ to staff. Updates from the Telegram staff group go straight to the handoff layer
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.channels.base import Button, IncomingMessage, OutgoingMessage
 from bot.database import Database
 from bot.handoff import STAFF_CHANNEL, Handoff, rating_ticket
@@ -27,6 +29,7 @@ from bot.models import Conversation, InboundUpdate, Message, finish_inbound, utc
 from bot.outbox import Outbox
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.texts import GatewayTexts
+from dvcbot.logs import conversation_context
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +83,13 @@ class Router:
         self.max_chars = max_chars
         self.handoff = handoff
 
-    async def process(self, inbound_id: int, msg: IncomingMessage) -> None:
-        """Answer inbound update ``inbound_id`` (holding ``msg``) and store everything; once only."""
+    async def process(self, inbound_id: int, msg: IncomingMessage, received_at: dt.datetime | None = None) -> None:
+        """Answer inbound update ``inbound_id`` (holding ``msg``, stored at ``received_at``) and store everything;
+        once only. Log records meanwhile carry the conversation."""
+        with conversation_context(msg.conversation_key):
+            await self._process(inbound_id, msg, received_at)
+
+    async def _process(self, inbound_id: int, msg: IncomingMessage, received_at: dt.datetime | None) -> None:
         if msg.channel == STAFF_CHANNEL:
             if self.handoff is not None:
                 await self.handoff.staff_update(inbound_id, msg)
@@ -115,7 +123,8 @@ class Router:
                     return handoff.after_bot(session, conv, answered)
 
                 hook = after_bot
-        queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies, hook))
+        queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies, hook,
+                                                          received_at))
         if (queued or hook is not None) and self.outbox:  # the handoff may have queued posts for staff
             self.outbox.notify()
 
@@ -133,7 +142,7 @@ class Router:
             metadata["display_name"] = msg.display_name
         try:
             raw = await self.rasa.send(msg.conversation_key, msg.text, metadata)
-        except RasaUnavailable as exc:
+        except RasaUnavailable as exc:  # counted by the client
             log.warning("rasa unavailable for %s: %s", msg.channel, exc)
             if self.handoff is not None and msg.text.strip() == "/human_handoff":
                 # the bot is down and the citizen pressed "Gặp nhân viên": the gateway opens the ticket itself
@@ -143,11 +152,13 @@ class Router:
         if not any(r.visible or r.custom for r in replies):
             # Rasa answered but produced nothing to show: an action failed behind it.
             log.warning("rasa returned no visible reply for a %s message", msg.channel)
+            metrics.RASA_ERRORS.labels("empty_reply").inc()
             return [self.texts.message("unavailable")]
         return replies
 
     def _commit(self, session: Session, inbound_id: int, conversation_id: int, msg: IncomingMessage,
-                replies: list[OutgoingMessage], hook: Hook | None = None) -> int:
+                replies: list[OutgoingMessage], hook: Hook | None = None,
+                received_at: dt.datetime | None = None) -> int:
         if not finish_inbound(session, inbound_id):
             session.rollback()  # processed meanwhile by another replica: keep its answer
             return 0
@@ -168,7 +179,9 @@ class Router:
             conv.display_name = msg.display_name
         session.flush()
         queued = self.outbox.add(session, conv, list(zip(replies, rows, strict=True))) if self.outbox else 0
+        first = next((row.id for reply, row in zip(replies, rows, strict=True) if reply.visible), None)
         session.commit()
+        metrics.replied(conv.channel, received_at, first, queued > 0)
         return queued
 
     async def answers(self, inbound_id: int) -> tuple[str, list[OutgoingMessage]]:

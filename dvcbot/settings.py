@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,10 @@ class Settings(BaseSettings):
     inbound_retention_hours: int = Field(default=48, ge=1, description="handled platform updates older than this go")
     official_portal_url: str = "https://dichvucong.gov.vn/"
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(default="text", description="text: readable lines (make run); "
+                                                "json: one JSON object per line (production, docker)")
+    metrics_token: SecretStr | None = Field(default=None, description="set: /metrics wants 'Authorization: "
+                                            "Bearer <token>'; unset: /metrics is open")
     # Telegram: the bot's token from @BotFather, the webhook's secret token, the Bot API server
     telegram_token: SecretStr | None = None
     telegram_secret: SecretStr | None = None

@@ -91,7 +91,7 @@ class FlakyRouter:
         self.failures = failures
         self.seen: list[str] = []
 
-    async def process(self, inbound_id: int, msg: IncomingMessage) -> None:
+    async def process(self, inbound_id: int, msg: IncomingMessage, received_at: object = None) -> None:
         self.seen.append(msg.text)
         if self.failures:
             self.failures -= 1

@@ -7,6 +7,7 @@ against a temporary SQLite database holding the real catalog and the demo dossie
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,7 @@ class Stack:
     url: str
     settings: Settings
     supervisor: Supervisor
+    editor_data: Path  # the copy of data/ the console's editor pages write into
 
     def service(self, name: str) -> int:
         for svc in self.supervisor.svcs:
@@ -101,9 +103,10 @@ class Platforms:
 
 
 @contextmanager
-def handoff_env() -> Iterator[None]:
+def handoff_env(**extra: str) -> Iterator[None]:
     """Staff always on duty and a Telegram staff group, for the processes started inside (not for other tests)."""
-    values = {"DVCBOT_STAFF_TELEGRAM_GROUP_ID": str(STAFF_GROUP), "DVCBOT_HANDOFF_HOURS": "mon-sun 00:00-24:00"}
+    values = {"DVCBOT_STAFF_TELEGRAM_GROUP_ID": str(STAFF_GROUP), "DVCBOT_HANDOFF_HOURS": "mon-sun 00:00-24:00",
+              **extra}
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -148,14 +151,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Platforms) -> Ite
     log_path = tmp_path_factory.mktemp("e2e-logs") / "stack.log"
     log = log_path.open("w", encoding="utf-8")
     print(f"end-to-end stack log: {log_path}")
-    with handoff_env():
+    editor_data = tmp_path_factory.mktemp("e2e-data") / "data"
+    shutil.copytree(PROJECT_ROOT / "data", editor_data)  # what editors label in the console goes here, not to data/
+    with handoff_env(DVCBOT_EDITOR_DATA_DIR=str(editor_data)):
         svcs = services(settings, Path(model), "e2e-token")
     sup = Supervisor(svcs, out=log)
     sup.start()
     url = f"http://127.0.0.1:{settings.gateway_port}"
     try:
         wait_healthy(url, sup, 240)
-        yield Stack(url, settings, sup)
+        yield Stack(url, settings, sup, editor_data)
     finally:
         sup.stop()
         log.close()
