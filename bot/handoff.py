@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.channels.base import POST_OFFICE_INTENT, Button, IncomingMessage, OutgoingMessage
 from bot.database import Database
 from bot.handoff_hours import WorkingHours
@@ -392,7 +393,8 @@ class Handoff:
 
     def claim_in(self, session: Session, ticket_id: int, staff_id: int, via: str) -> ClaimResult:
         staff = self._staff(session, staff_id)
-        conv, _ = self._locked_ticket(session, ticket_id)
+        conv, before = self._locked_ticket(session, ticket_id)
+        first_claim = before.claimed_at is None and before.reason != "staff"  # a take-over waited for nobody
         now = self.clock()
         won = session.execute(
             update(Ticket).where(Ticket.id == ticket_id, Ticket.status == "waiting")
@@ -410,6 +412,8 @@ class Handoff:
                                                                     holder=holder_name or "").text or "")
             return ClaimResult(False, holder_name, ticket.status)
         conv.mode = "staff"
+        if first_claim:
+            metrics.claimed(ticket.opened_at, now)
         self._event(session, ticket, "claimed", staff.id, via)
         self._to_citizen(session, conv, [self.texts.message("handoff_claimed", staff=staff.display_name)])
         self._to_topic(session, ticket, self.texts.message("staff_claimed", staff=staff.display_name,
