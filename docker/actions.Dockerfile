@@ -21,8 +21,10 @@ COPY data data
 RUN useradd --system --uid 10001 --home-dir /app dvcbot && mkdir -p /app/var && chown dvcbot /app/var
 USER dvcbot
 
-ENV SANIC_HOST=0.0.0.0
+# logs: one JSON object per line (DVCBOT_LOG_FORMAT=text for readable lines)
+ENV SANIC_HOST=0.0.0.0 DVCBOT_LOG_FORMAT=json
 EXPOSE 5055
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5055/health', timeout=2)"
-CMD ["python", "-m", "rasa_sdk", "--actions", "actions", "--port", "5055"]
+# rasa-sdk's app plus /metrics (Prometheus) and structured logs, in one process
+CMD ["python", "-m", "actions.server", "--port", "5055"]

@@ -21,10 +21,11 @@ COPY data data
 RUN useradd --system --uid 10001 --home-dir /app dvcbot && mkdir -p /app/var && chown dvcbot /app/var
 USER dvcbot
 
-ENV DVCBOT_GATEWAY_HOST=0.0.0.0 DVCBOT_GATEWAY_PORT=8000
+# logs: one JSON object per line (DVCBOT_LOG_FORMAT=text for readable lines); /metrics: Prometheus
+ENV DVCBOT_GATEWAY_HOST=0.0.0.0 DVCBOT_GATEWAY_PORT=8000 DVCBOT_LOG_FORMAT=json
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=2)"
 # --proxy-headers: the client address comes from the load balancer's X-Forwarded-For
-CMD ["python", "-m", "uvicorn", "bot.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+CMD ["python", "-m", "uvicorn", "bot.app:gateway_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
      "--proxy-headers", "--forwarded-allow-ips", "*"]

@@ -211,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # the `dvcbot` command itself (not a caller in this process): its logging is ours to set
+        from dvcbot import logs
+
+        settings = get_settings()
+        if getattr(args, "dossiers_command", None) == "notify":  # a service of `make run`
+            logs.configure("notify", settings.log_format, settings.log_level)
+        else:  # a command prints what it did; its log shows only what went wrong
+            logs.configure("cli", settings.log_format, "WARNING")
     code: int = args.func(args)
     return code
 

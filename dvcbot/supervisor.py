@@ -107,13 +107,14 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
     rasa.update(lock_store_env(settings.redis_url))  # endpoints.yml: in-memory lock store, Redis's with Redis
     actions = {**base, "SANIC_HOST": settings.actions_host}
     return [
-        Service("actions", [str(venv_bin / "python"), "-m", "rasa_sdk", "--actions", "actions",
-                            "--port", str(settings.actions_port)], actions),
+        # rasa-sdk's app with /metrics and our logging (actions/server.py); the host comes from SANIC_HOST
+        Service("actions", [str(venv_bin / "python"), "-m", "actions.server", "--port", str(settings.actions_port)],
+                actions),
         Service("rasa", [str(RASA_BIN), "run", "--enable-api", "--auth-token", token,
                          "--interface", settings.rasa_host, "--port", str(settings.rasa_port),
                          "--model", str(model), "--endpoints", "endpoints.yml",
                          "--credentials", "credentials.yml"], rasa),
-        Service("gateway", [str(venv_bin / "python"), "-m", "uvicorn", "bot.app:create_app", "--factory",
+        Service("gateway", [str(venv_bin / "python"), "-m", "uvicorn", "bot.app:gateway_app", "--factory",
                             "--host", settings.gateway_host, "--port", str(settings.gateway_port)], base),
         # notices dossier status changes for citizens who asked to be told (the gateway relays the notices)
         Service("notify", [str(venv_bin / "dvcbot"), "dossiers", "notify", "--every", "15"], base),
@@ -174,6 +175,8 @@ def replica_services(settings: Settings, model: Path, token: str, replicas: int 
     127.0.0.1 at ``ports`` (default: the public port + 1, + 2, ...); with one, it listens there itself.
     """
     templates = {svc.name: svc for svc in services(settings, model, token)}
+    for template in templates.values():  # production logs are JSON lines, unless DVCBOT_LOG_FORMAT says otherwise
+        template.env.setdefault("DVCBOT_LOG_FORMAT", "json")
     public = {"gateway": settings.gateway_port, "rasa": settings.rasa_port, "actions": settings.actions_port}
     if ports is None:
         ports = {kind: [port] if replicas == 1 else [port + i for i in range(1, replicas + 1)]
