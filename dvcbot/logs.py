@@ -27,6 +27,8 @@ conversation: ContextVar[str | None] = ContextVar("dvcbot_conversation", default
 # libraries that install handlers of their own: their records go through ours instead
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "sanic.root", "sanic.error", "sanic.access",
                 "sanic.server", "sanic.websockets", "rasa_sdk")
+# chatter at INFO that says nothing about the bot (Alembic lists its plugins at every start)
+QUIET = ("alembic.runtime.plugins",)
 
 
 @contextmanager
@@ -131,6 +133,8 @@ def configure(role: str, log_format: str = "text", level: str | int = "INFO",
         lib = logging.getLogger(name)
         lib.handlers.clear()
         lib.propagate = True
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 
