@@ -483,6 +483,8 @@ class Handoff:
 
     def take_over_in(self, session: Session, conversation_id: int, staff_id: int) -> int:
         staff = self._staff(session, staff_id)
+        if session.get(Conversation, conversation_id) is None:
+            raise Refused(f"Không có cuộc trò chuyện #{conversation_id}.")
         conv = lock_conversation(session, conversation_id)
         if active_ticket(session, conv.id) is not None:
             raise Refused("Cuộc trò chuyện này đã có phiếu đang mở.")

@@ -288,7 +288,7 @@ async def reply_api(request: Request) -> Response:
     staff: Principal = request.state.staff
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RuntimeError):  # RuntimeError: a form body, already read by the CSRF check
         return JSONResponse({"error": "body must be JSON"}, status_code=400)
     text = body.get("text") if isinstance(body, dict) else None
     if not isinstance(text, str) or not text.strip():

@@ -8,6 +8,7 @@ Rasa token check and the real dossier limits.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,13 @@ from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
 from actions.dossiers.importer import import_csv
 from actions.dossiers.models import create_tables
+from bot.console.auth import hash_password
 from dvcbot import PROJECT_ROOT
 from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
 from dvcbot.supervisor import Supervisor, services
 from dvcbot.training import current_model
+from tests.bot.handoff_helpers import StaffDesk, add_staff, handoff_gateway
 from tests.bot.helpers import Channels, make_channels
 from tests.db import database_url, engine  # noqa: F401  (fixtures)
 from tests.e2e.conftest import wait_healthy
@@ -35,6 +38,7 @@ from tests.fakes.zalo import FakeZalo
 from tests.servers import free_port, serve
 
 RASA_TOKEN = "security-test-token"
+CONSOLE_PASSWORD = "mat-khau-2025"
 
 
 @pytest.fixture
@@ -44,6 +48,24 @@ def channels(database_url: str, engine: Engine) -> Iterator[Channels]:  # noqa: 
     port = free_port()
     with serve(rasa.app(), port), serve(telegram.app()) as telegram_url, serve(zalo.app()) as zalo_url:
         yield from make_channels(database_url, engine, (rasa, port), (telegram, telegram_url), (zalo, zalo_url))
+
+
+@pytest.fixture
+def console_desk(database_url: str, engine: Engine, tmp_path: Path) -> Iterator[StaffDesk]:  # noqa: F811
+    """The gateway with the handoff and the web console; accounts ``lan`` (staff), ``ha`` (supervisor) and ``bt``
+    (editor), password :data:`CONSOLE_PASSWORD`, at most 3 failed logins; the editor pages write into a copy of
+    data/ under ``tmp_path``."""
+    data = tmp_path / "data"
+    shutil.copytree(PROJECT_ROOT / "data", data)
+    for username, name, role in (("lan", "Chị Lan", "staff"), ("ha", "Chị Hà", "supervisor"),
+                                 ("bt", "Biên tập", "editor")):
+        add_staff(engine, username, name, role=role, password_hash=hash_password(CONSOLE_PASSWORD))
+    rasa, telegram, zalo = FakeRasa(), FakeTelegram(), FakeZalo()
+    port = free_port()
+    with serve(rasa.app(), port), serve(telegram.app()) as telegram_url, serve(zalo.app()) as zalo_url:
+        yield from handoff_gateway(database_url, engine, (rasa, port), (telegram, telegram_url), (zalo, zalo_url),
+                                   console_login_max_failures=3, catalog_dir=data / "catalog",
+                                   editor_data_dir=data, post_offices_file=data / "post_offices.yml")
 
 
 @dataclass
