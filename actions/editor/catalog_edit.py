@@ -390,6 +390,8 @@ def save(session: Session, catalog_dir: Path, record: dict[str, Any], editor: st
             return SaveResult(False, problems)
         after = plain({k: record[k] for k in RECORD_KEYS})
         fields = changed_fields(before, after)
+        if new_in is not None:  # a new record: the fields it fills
+            fields = [f for f in fields if _pick(after, f) not in (None, [], "")]
         if not fields:
             return SaveResult(True, [], None, None)
         # the copy that passed is what the directory now holds (the lock keeps other saves out meanwhile)

@@ -332,6 +332,7 @@ async def test_a_new_procedure(desk: StaffDesk, catalog_dir: Path, engine: Engin
     assert proc.field == yaml.safe_load(original)["field"] and proc.source_file == "data/catalog/tu_phap_chung_thuc.yml"
     [change] = changes(engine)
     assert change.action == "create" and change.before == {} and "name" in change.fields
+    assert "online.portals" in change.fields and "code" not in change.fields  # the fields it fills
 
 
 async def test_the_history_shows_who_changed_what(desk: StaffDesk, engine: Engine) -> None:
