@@ -165,6 +165,7 @@ CONSOLE_FORMS: list[ConsoleForm] = [
     ConsoleForm("/console/stats", {"days": X}, method="GET"),
     ConsoleForm("/console/catalog", {"q": X, "level": X}, method="GET"),
     ConsoleForm("/console/catalog/new", {"id": X, "file": X, "name": X, "other_names": X, "authority": X}),
+    ConsoleForm("/console/catalog/khai_sinh", {"name": X, "other_names": X, "authority": X, "digest": X, "file": X}),
     ConsoleForm("/console/try", {"text": X}, unavailable_ok=True),
     ConsoleForm("/console/inbox/label", {"item": "1", "action": X, "intent": X, "procedure": X, "text-1": X}),
     ConsoleForm("/console/inbox", {"labelled": X, "file": X}, method="GET"),
