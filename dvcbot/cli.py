@@ -192,8 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     register_staff(sub)
     from actions.editor.inbox_cli import register as register_inbox
     register_inbox(sub)
-    from actions.editor.inbox_cli import register as register_inbox
-    register_inbox(sub)
 
     rn = sub.add_parser("run", help="start Rasa, the action server and the gateway")
     rn.add_argument("--no-train", action="store_true", help="serve the last trained model as it is")
