@@ -30,7 +30,6 @@ from actions.catalog.directory import load_directory, read_directory
 from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
 from actions.dossiers.importer import import_csv
-from actions.dossiers.models import create_tables
 from dvcbot import PROJECT_ROOT
 from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
@@ -92,7 +91,6 @@ def recreate_database(name: str = DATABASE, server: str = PG_SERVER) -> str:
 def load_content(engine: Engine) -> None:
     """The catalog, the post-office directory and the demo dossier register, as ``make content`` loads them."""
     create_schema(engine)
-    create_tables(engine)
     catalog, errors = read_catalog(PROJECT_ROOT / "data" / "catalog", PROJECT_ROOT)
     offices, office_errors = read_directory(PROJECT_ROOT / "data" / "post_offices.yml", PROJECT_ROOT)
     if errors or office_errors:

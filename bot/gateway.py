@@ -24,7 +24,6 @@ from bot.handoff import STAFF_CHANNEL, Handoff, HandoffConfig
 from bot.handoff_telegram import StaffGroup
 from bot.intake import Intake
 from bot.locks import ConversationLocks, LocalLocks, RedisLocks
-from bot.models import add_missing_columns
 from bot.notifications import NotificationRelay
 from bot.outbox import Outbox
 from bot.rasa_client import RasaClient
@@ -82,7 +81,6 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
     """
     engine = make_engine(settings.database_url)
     create_schema(engine)
-    add_missing_columns(engine)
     db = Database(engine)
     redis_client = redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()

@@ -11,7 +11,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -19,8 +18,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    inspect,
-    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -266,9 +263,3 @@ def finish_inbound(session: Session, inbound_id: int) -> bool:
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-
-def add_missing_columns(engine: Engine) -> None:
-    """Bring a database created before the channels up to date (``create_all`` adds tables, not columns)."""
-    if "inbound_id" not in {c["name"] for c in inspect(engine).get_columns("messages")}:
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE messages ADD COLUMN inbound_id INTEGER REFERENCES inbound_updates (id)"))

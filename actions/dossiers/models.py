@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, DateTime, Engine, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dvcbot.db import Base, create_schema
+from dvcbot.db import Base
 
 STATUSES = ("received", "processing", "additional_documents", "completed", "sent_by_post", "delivered")
 SHIPMENT_STATUSES = ("accepted", "in_transit", "out_for_delivery", "delivered", "returned")
@@ -142,7 +142,3 @@ class Notification(Base):
     state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | sent | undeliverable
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
-
-def create_tables(engine: Engine) -> None:
-    """The schema, dossier tables included: an alias of :func:`dvcbot.db.create_schema` (migrations) for old callers."""
-    create_schema(engine)

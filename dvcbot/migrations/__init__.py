@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 HERE = Path(__file__).parent
 BASELINE = "0001"  # the schema ``create_all`` made before migrations existed
 LOCK_KEY = zlib.crc32(b"dvcbot.migrations")  # the PostgreSQL advisory lock that serialises upgrades
-# Before migrations, the gateway added this column to old databases itself (``bot.models.add_missing_columns``).
+# Before migrations, the gateway added this column to old databases itself.
 LEGACY_COLUMNS = {("messages", "inbound_id"): "INTEGER REFERENCES inbound_updates (id)"}
 
 _in_process = threading.Lock()  # alembic's ``context`` is process-global: one migration per process at a time

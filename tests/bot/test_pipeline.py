@@ -9,14 +9,14 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import IncomingMessage, split_text, utf16_len
 from bot.database import Database
 from bot.intake import Intake
 from bot.locks import LocalLocks
-from bot.models import InboundUpdate, add_missing_columns
+from bot.models import InboundUpdate
 from bot.ratelimit import Window, Windows
 from dvcbot import logmask
 
@@ -122,14 +122,3 @@ async def test_a_failing_update_is_retried_then_given_up_without_reordering(engi
         assert [(r.status, r.attempts) for r in rows] == [("failed", 3), ("done", 0)]
         assert rows[0].error == "RuntimeError: database hiccup"
 
-
-def test_a_database_from_before_the_channels_gets_its_new_column(engine: Engine) -> None:
-    cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""
-    with engine.begin() as conn:  # the transcript table as the foundation created it
-        conn.execute(text(f"DROP TABLE messages{cascade}"))
-        conn.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id INTEGER, direction "
-                          "VARCHAR(3), sender VARCHAR(10), text TEXT, payload JSON, client_id VARCHAR(100))"))
-    assert "inbound_id" not in {c["name"] for c in inspect(engine).get_columns("messages")}
-    add_missing_columns(engine)
-    add_missing_columns(engine)  # idempotent
-    assert "inbound_id" in {c["name"] for c in inspect(engine).get_columns("messages")}

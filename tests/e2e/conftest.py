@@ -25,7 +25,6 @@ from actions.catalog.directory import load_directory, read_directory
 from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
 from actions.dossiers.importer import import_csv
-from actions.dossiers.models import create_tables
 from dvcbot import PROJECT_ROOT
 from dvcbot.db import create_schema, make_engine
 from dvcbot.settings import Settings
@@ -138,7 +137,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Platforms) -> Ite
     assert not errors, errors
     offices, errors = read_directory(PROJECT_ROOT / "data" / "post_offices.yml", PROJECT_ROOT)
     assert not errors, errors
-    create_tables(engine)
     with Session(engine) as session:
         load_catalog(session, catalog)
         load_directory(session, offices)

@@ -21,7 +21,6 @@ from actions.catalog.directory import load_directory, read_directory
 from actions.catalog.loader import load_catalog
 from actions.catalog.schema import read_catalog
 from actions.dossiers.importer import import_csv
-from actions.dossiers.models import create_tables
 from bot.console.auth import hash_password
 from dvcbot import PROJECT_ROOT
 from dvcbot.db import create_schema, make_engine
@@ -86,7 +85,6 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     db_url = f"sqlite:///{tmp_path_factory.mktemp('security') / 'dvcbot.db'}"
     eng = make_engine(db_url)
     create_schema(eng)
-    create_tables(eng)
     catalog, errors = read_catalog(PROJECT_ROOT / "data" / "catalog", PROJECT_ROOT)
     offices, office_errors = read_directory(PROJECT_ROOT / "data" / "post_offices.yml", PROJECT_ROOT)
     assert not errors and not office_errors
