@@ -23,7 +23,8 @@ RUN chown -R 1001 /app
 USER 1001
 
 EXPOSE 5005
+# nlu/server.py is `rasa` with the action-answer schema compiled once (see that file).
 # the API token comes from the environment at run time (never baked into the image or the command line of
 # the compose file); the API and the REST channel stay inside the compose network (no published port)
-ENTRYPOINT ["/bin/sh", "-c", "exec rasa run --enable-api --auth-token \"$DVCBOT_RASA_TOKEN\" --port 5005 \
+ENTRYPOINT ["/bin/sh", "-c", "exec python -m nlu.server run --enable-api --auth-token \"$DVCBOT_RASA_TOKEN\" --port 5005 \
   --model models --endpoints endpoints.yml --credentials credentials.yml"]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dvcbot.settings import Settings
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
+RASA_PY = RASA_BIN.with_name("python")
 MODELS = PROJECT_ROOT / "models"
 FINGERPRINT = MODELS / "fingerprint.json"
 # Everything a trained model depends on: configuration, domain, training data, the content the custom

@@ -1,0 +1,73 @@
+"""nlu/server.py: Rasa started with its action-answer check compiled once must judge answers exactly as Rasa does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import jsonschema
+import pytest
+from rasa.core.actions.action import RemoteAction
+
+from nlu.server import compile_action_validation
+from tests.rasa.conftest import REPO_ROOT
+
+VALID: list[dict[str, Any]] = [
+    {},
+    {"events": [], "responses": []},
+    {"events": [{"event": "slot", "name": "procedure", "value": "khai_sinh"}],
+     "responses": [{"text": "Dạ", "buttons": [{"title": "Lệ phí", "payload": "/procedure_fee"}]}]},
+    {"events": [{"event": "active_loop", "name": None}, {"event": "followup", "name": "action_listen"}],
+     "responses": [{"custom": {"handoff": {"reason": "fallback"}}}]},
+]
+INVALID: list[dict[str, Any]] = [
+    {"events": [{"event": "no_such_event"}]},
+    {"events": {"event": "slot"}},
+    {"responses": "text"},
+    {"events": [{"event": "slot"}]},  # a slot event without its name
+]
+
+
+def rasa_judges(answer: dict[str, Any]) -> bool:
+    """Rasa's own check, as it runs without nlu/server.py."""
+    try:
+        jsonschema.validate(answer, RemoteAction.action_response_format_spec())
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def action() -> RemoteAction:
+    compile_action_validation()
+    compile_action_validation()  # idempotent: installed once
+    return RemoteAction("action_answer_procedure", None)
+
+
+@pytest.mark.parametrize("answer", VALID)
+def test_answers_rasa_accepts_are_accepted(action: RemoteAction, answer: dict[str, Any]) -> None:
+    assert rasa_judges(answer)
+    assert action._validate_action_result(answer) is True
+
+
+@pytest.mark.parametrize("answer", INVALID)
+def test_answers_rasa_rejects_raise_rasas_own_error(action: RemoteAction, answer: dict[str, Any]) -> None:
+    assert not rasa_judges(answer)
+    with pytest.raises(jsonschema.ValidationError, match="Failed to validate Action server response"):
+        action._validate_action_result(answer)
+
+
+def test_the_check_is_installed_once(action: RemoteAction) -> None:
+    assert getattr(RemoteAction._validate_action_result, "_dvcbot_compiled_validation", False)
+    compile_action_validation()
+    assert RemoteAction._validate_action_result.__closure__ is not None
+    inner = [c.cell_contents for c in RemoteAction._validate_action_result.__closure__]
+    assert not any(getattr(c, "_dvcbot_compiled_validation", False) for c in inner if callable(c))
+
+
+def test_the_module_is_rasas_command_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "nlu.server", "--version"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Rasa Version" in proc.stdout and "3.6." in proc.stdout
