@@ -8,6 +8,7 @@ from typing import TypeVar
 import anyio
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
 
 from dvcbot.db import session_factory
 
@@ -29,3 +30,9 @@ class Database:
                 return fn(session)
 
         return await anyio.to_thread.run_sync(work)
+
+
+def db_of(request: Request) -> Database:
+    """The gateway's :class:`Database`, as the app's lifespan put it on ``app.state``."""
+    db: Database = request.app.state.db
+    return db

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from bot.channels.base import IncomingMessage
 from bot.channels.http import error, read_json
-from bot.database import Database
+from bot.database import db_of
 from bot.intake import Intake
 from bot.models import Conversation, WebchatSession
 from bot.router import Router
@@ -32,11 +32,6 @@ def _router(request: Request) -> Router:
     return router
 
 
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 async def _conversation_id(request: Request) -> int | None:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
@@ -47,7 +42,7 @@ async def _conversation_id(request: Request) -> int | None:
     def lookup(session: Session) -> int | None:
         return session.scalar(select(WebchatSession.conversation_id).where(WebchatSession.token_hash == digest))
 
-    return await _db(request).run(lookup)
+    return await db_of(request).run(lookup)
 
 
 async def create_session(request: Request) -> Response:
@@ -62,7 +57,7 @@ async def create_session(request: Request) -> Response:
         session.add(WebchatSession(token_hash=_hash(token), conversation_id=conv.id))
         session.commit()
 
-    await _db(request).run(create)
+    await db_of(request).run(create)
     return JSONResponse({"session": token}, status_code=201)
 
 
@@ -104,7 +99,7 @@ async def post_message(request: Request) -> Response:
         assert conv is not None
         return conv.key
 
-    key = await _db(request).run(key_of)
+    key = await db_of(request).run(key_of)
     user_id = key.split(":", 1)[1]
     if point is not None:
         msg = IncomingMessage.location(CHANNEL, user_id, *point)

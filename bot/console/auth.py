@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from bot.database import Database
+from bot.database import db_of
 from bot.models import ConsoleSession, LoginAttempt, StaffMember, utcnow
 from dvcbot.settings import Settings
 
@@ -98,11 +98,6 @@ class Principal:
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def db_of(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 def secure_cookies(request: Request) -> bool:

@@ -23,8 +23,9 @@ from starlette.routing import Route
 from actions.catalog.schema import Catalog, mention_key, read_catalog
 from actions.catalog.yamlsource import SourceError
 from actions.editor import catalog_edit as edit
-from bot.console.auth import PATH, Principal, db_of, require_role, settings_of
+from bot.console.auth import PATH, Principal, require_role, settings_of
 from bot.console.views import local, render
+from bot.database import db_of
 
 ROLES = ("editor", "supervisor")
 log = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ from actions.dossiers import register
 from actions.dossiers.codes import extract_code
 from actions.dossiers.models import SHIPMENT_STATUSES, STATUSES, Dossier, StatusChange
 from actions.dossiers.texts import parts as dossier_parts
-from bot.console.auth import PATH, Principal, db_of, require_role
+from bot.console.auth import PATH, Principal, require_role
 from bot.console.views import render
+from bot.database import db_of
 
 ROLES = ("staff", "supervisor")
 log = logging.getLogger(__name__)

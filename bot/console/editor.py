@@ -26,8 +26,9 @@ from starlette.routing import Route
 
 from actions.editor import inbox, inbox_data
 from actions.editor.models import InboxItem
-from bot.console.auth import PATH, Principal, db_of, require_role, settings_of
+from bot.console.auth import PATH, Principal, require_role, settings_of
 from bot.console.views import local, render
+from bot.database import db_of
 from dvcbot import PROJECT_ROOT
 from dvcbot.content import ContentPaths
 

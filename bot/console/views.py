@@ -29,7 +29,6 @@ from bot.console.auth import (
     PATH,
     ROLES,
     Principal,
-    db_of,
     hash_password,
     locked_out,
     log_in,
@@ -41,6 +40,7 @@ from bot.console.auth import (
     settings_of,
 )
 from bot.console.stats import report
+from bot.database import db_of
 from bot.handoff import Handoff, Refused
 from bot.models import Conversation, Message, StaffMember, Ticket, utcnow
 from bot.texts import GatewayTexts
