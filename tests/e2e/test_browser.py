@@ -36,6 +36,14 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     context.close()
 
 
+@pytest.fixture
+def desk(browser: Browser) -> Iterator[Page]:
+    """A desktop window beside the citizen's phone: the console of a staff member or an editor."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+    yield context.new_page()
+    context.close()
+
+
 def test_greeting_question_and_button(page: Page, tmp_path: Path) -> None:
     log = page.locator("#log")
     expect(log.locator(".msg--bot").first).to_contain_text("Xin chào anh/chị!", timeout=30_000)
