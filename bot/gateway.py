@@ -82,7 +82,9 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
     engine = make_engine(settings.database_url)
     create_schema(engine)
     db = Database(engine)
-    redis_client = redis.from_url(settings.redis_url) if settings.redis_url else None
+    # socket timeouts: a Redis that stopped answering fails the locks' calls (the sweep retries) instead of hanging
+    redis_client = (redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+                    if settings.redis_url else None)
     locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()
     texts = GatewayTexts.load()
     try:

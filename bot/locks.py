@@ -72,27 +72,39 @@ class RedisLocks:
                 raise TimeoutError(f"conversation {key} stayed locked for {self.wait} s")
             holder = asyncio.current_task()
             assert holder is not None
-            renewing = asyncio.create_task(self._renew(lock, key, holder))
+            stop = asyncio.Event()
+            renewing = asyncio.create_task(self._renew(lock, key, holder, stop))
             try:
                 yield
             finally:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
+                # Stopped by an event, not by cancelling it: redis-py's asyncio client can swallow a cancellation
+                # that lands inside a command (seen with redis 8.1: the renewal then went on for ever, and so did
+                # its conversation's lock). A Redis call in flight is waited for, within the socket timeout.
+                stop.set()
+                await asyncio.wait({renewing}, timeout=self.ttl)
+                if not renewing.done():
+                    renewing.cancel()
+                    log.error("conversation %s: its lock renewal did not stop; releasing anyway", key)
                 try:
                     await lock.release()
                 except LockNotOwnedError:
                     log.warning("conversation %s: the lock had expired before it was released", key)
 
-    async def _renew(self, lock: Lock, key: str, holder: asyncio.Task[object]) -> None:
-        """Renew ``lock`` while ``holder`` works; cancel ``holder`` once the lease is surely lost."""
+    async def _renew(self, lock: Lock, key: str, holder: asyncio.Task[object], stop: asyncio.Event) -> None:
+        """Renew ``lock`` every ``renew_every`` s until ``stop`` is set; cancel ``holder`` once the lease is surely
+        lost."""
         renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.renew_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.renew_every)
+            if stop.is_set():
+                return
             try:
                 try:
                     await lock.reacquire()
                 except LockNotOwnedError:
+                    if stop.is_set():  # released meanwhile by its holder
+                        return
                     # expired (this process stalled, or Redis restarted empty): take it again if nobody else has
                     token = lock.local.token
                     if token is None or not await lock.acquire(blocking=False, token=token):

@@ -174,6 +174,39 @@ async def test_a_holder_takes_its_lock_again_when_redis_forgot_it(redis_url: str
     await client.aclose()
 
 
+async def test_a_renewal_that_swallows_its_cancellation_does_not_keep_the_lock(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py's asyncio client (8.1) can swallow a cancellation that lands inside a command. The lock's renewal
+    used to be stopped by cancelling it: when that landed inside ``reacquire``, the renewal went on for ever, the
+    holder waited for it for ever, and its conversation's updates stayed pending (found by ``make bench``)."""
+    from redis.asyncio.lock import Lock
+
+    original = Lock.reacquire
+    in_flight = asyncio.Event()
+
+    async def reacquire_swallowing_cancel(self: Lock) -> bool:
+        in_flight.set()
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            pass  # what the client does in some windows
+        return await original(self)
+
+    monkeypatch.setattr(Lock, "reacquire", reacquire_swallowing_cancel)
+    client = redis.from_url(redis_url)
+    locks = RedisLocks(client, ttl=0.3)
+
+    async def work() -> None:
+        async with locks.hold("webchat:swallowed"):
+            await in_flight.wait()  # leave while a renewal is in flight
+
+    await asyncio.wait_for(work(), 3)
+    assert await client.exists("dvcbot:conv:webchat:swallowed") == 0
+    await asyncio.sleep(0.5)  # and nothing takes it again afterwards
+    assert await client.exists("dvcbot:conv:webchat:swallowed") == 0
+    await client.aclose()
+
+
 async def test_a_killed_replicas_conversation_is_answered_by_the_other_within_seconds(
         pg_url: str, redis_url: str, tmp_path: Path) -> None:
     """Two gateway processes; the one working on a conversation is killed mid-call: the other answers it once the
