@@ -79,7 +79,7 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
 
     ``telegram_limits`` replaces Telegram's flood limits (tests that need many messages in one chat).
     """
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pre_ping=False)  # Database retries on a dead connection
     create_schema(engine)
     db = Database(engine)
     # socket timeouts: a Redis that stopped answering fails the locks' calls (the sweep retries) instead of hanging

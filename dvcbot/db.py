@@ -24,8 +24,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str) -> Engine:
-    """Build an engine; for SQLite, create the file's folder and turn on WAL and foreign keys."""
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """Build an engine; for SQLite, create the file's folder and turn on WAL and foreign keys.
+
+    ``pre_ping`` checks each pooled connection before use (one more round trip per unit of work); the gateway turns
+    it off and retries a unit of work once when its connection turned out dead (:class:`bot.database.Database`)."""
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -41,7 +44,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(driver_url(url), pool_pre_ping=True)
+    return create_engine(driver_url(url), pool_pre_ping=pre_ping)
 
 
 def driver_url(url: str) -> str:

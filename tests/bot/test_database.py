@@ -1,0 +1,73 @@
+"""The gateway's Database on PostgreSQL without pre-ping: a dead pooled connection costs one silent retry, never a
+second run of work that may have been committed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from bot.database import Database
+from dvcbot.db import driver_url, make_engine
+from tests.db import _pg_database
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_url(postgres_server_url: str) -> Iterator[str]:
+    yield from _pg_database(postgres_server_url)
+
+
+def _kill_backends(url: str) -> int:
+    """What a PostgreSQL restart does to the pool: every connection to the database is closed by the server."""
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(driver_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name}).scalar()
+    admin.dispose()
+    return int(killed or 0)
+
+
+async def test_a_dead_pooled_connection_is_retried_once_on_a_new_one(pg_url: str) -> None:
+    engine = make_engine(pg_url, pre_ping=False)
+    db = Database(engine)
+    runs = 0
+
+    def backend(session: Session) -> int:
+        nonlocal runs
+        runs += 1
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    first = await db.run(backend)
+    assert _kill_backends(pg_url) == 1  # the pooled connection
+    second = await db.run(backend)
+    assert second != first and runs == 3  # the first try on the dead connection, then a new one
+    engine.dispose()
+
+
+async def test_work_that_reached_its_commit_is_not_run_again(pg_url: str) -> None:
+    engine = make_engine(pg_url, pre_ping=False)
+    db = Database(engine)
+    await db.run(lambda s: (s.execute(text("CREATE TABLE t (n int)")), s.commit()))
+    runs = 0
+
+    def insert_twice(session: Session) -> None:
+        nonlocal runs
+        runs += 1
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        session.commit()  # landed
+        _kill_backends(pg_url)  # the connection dies afterwards
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        session.commit()
+
+    with pytest.raises(DBAPIError):
+        await db.run(insert_twice)
+    assert runs == 1
+    rows = await db.run(lambda s: s.execute(text("SELECT n FROM t")).scalars().all())
+    assert rows == [1]
+    engine.dispose()
