@@ -28,6 +28,7 @@ from bot.models import InboundUpdate, utcnow
 from bot.router import Router
 
 log = logging.getLogger(__name__)
+PAGE = 100  # pending updates read at a time
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,16 @@ class Intake:
     async def drain(self, key: str) -> None:
         """Process every pending update of conversation ``key``, oldest first, under its lock."""
         async with self.locks.hold(key):
+            # From here on, an update stored in this process schedules a drain of its own, which waits for this
+            # lock; one stored by another replica is drained there. So the queue is read once, not again at the end.
             self._queued.discard(key)
             while True:
                 pending = await self.db.run(lambda s: self._pending(s, key))
-                if not pending:
-                    return
                 for row_id, data, received_at in pending:
                     if not await self._process(row_id, IncomingMessage.from_json(data), received_at):
                         return  # keep the order: later updates wait for this one's retry
+                if len(pending) < PAGE:
+                    return
 
     @staticmethod
     def _pending(session: Session, key: str) -> list[tuple[int, dict[str, Any], dt.datetime]]:
@@ -108,7 +111,7 @@ class Intake:
             select(InboundUpdate.id, InboundUpdate.message, InboundUpdate.received_at)
             .where(InboundUpdate.conversation_key == key, InboundUpdate.status == "pending")
             .order_by(InboundUpdate.seq, InboundUpdate.id)
-            .limit(100)
+            .limit(PAGE)
         ).all()
         return [(r[0], r[1], r[2]) for r in rows]
 
