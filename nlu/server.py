@@ -1,4 +1,4 @@
-"""Start Rasa's command line (``python -m nlu.server run …`` is ``rasa run …``) with one speed-up installed.
+"""Start Rasa's command line (``python -m nlu.server run …`` is ``rasa run …``) with two speed-ups installed.
 
 Rasa 3.6 checks every answer of the action server against its JSON schema with ``jsonschema.validate``, which
 first checks the schema itself against the JSON-Schema meta-schema and builds a new validator, resolving the
@@ -6,6 +6,11 @@ schema's ``$ref``s, on every call: about 40 ms of CPU per custom action on a 2-c
 NLU pipeline, spent in the Rasa server's single event loop. :func:`compile_action_validation` checks the schema
 once and keeps the compiled validator; an answer it accepts is accepted, and an answer it rejects is handed to
 Rasa's own check, so the error (type and message) a malformed answer raises is Rasa's own.
+
+Rasa also finds the class of every event it reads back from the tracker store (each message reloads the whole
+conversation) by walking every subclass of ``Event`` (``Event.resolve_by_type``): about 6 % of a Rasa server's
+time under load here. :func:`cache_event_types` remembers the class found for each event name; a name it has not
+seen goes through Rasa's own lookup, so unknown names fail as they do in Rasa.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 _INSTALLED = "_dvcbot_compiled_validation"
+_CACHED = "_dvcbot_cached_event_types"
 
 
 def compile_action_validation() -> None:
@@ -42,8 +48,30 @@ def compile_action_validation() -> None:
     RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
 
 
+def cache_event_types() -> None:
+    """Replace ``Event.resolve_by_type`` with one that remembers the class found for each name (idempotent)."""
+    from rasa.shared.core.events import Event
+
+    original: Callable[..., Any] = Event.resolve_by_type
+    if getattr(original, _CACHED, False):
+        return
+    found: dict[str, type] = {}
+
+    def resolve_by_type(type_name: str, default: type | None = None) -> type | None:
+        cls = found.get(type_name)
+        if cls is None:
+            cls = original(type_name, default)
+            if cls is not None and cls is not default:
+                found[type_name] = cls
+        return cls
+
+    setattr(resolve_by_type, _CACHED, True)
+    Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     compile_action_validation()
+    cache_event_types()
     from rasa.__main__ import main as rasa_main
 
     sys.argv[0] = "rasa"

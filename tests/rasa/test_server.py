@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
 
-from nlu.server import compile_action_validation
+from nlu.server import cache_event_types, compile_action_validation
 from tests.rasa.conftest import REPO_ROOT
 
 VALID: list[dict[str, Any]] = [
@@ -64,6 +64,28 @@ def test_the_check_is_installed_once(action: RemoteAction) -> None:
     assert RemoteAction._validate_action_result.__closure__ is not None
     inner = [c.cell_contents for c in RemoteAction._validate_action_result.__closure__]
     assert not any(getattr(c, "_dvcbot_compiled_validation", False) for c in inner if callable(c))
+
+
+def test_event_classes_are_found_as_rasa_finds_them() -> None:
+    from rasa.shared.core import events
+    from rasa.shared.utils.common import all_subclasses
+
+    def rasa_finds(name: str) -> type | None:
+        return next((c for c in all_subclasses(events.Event) if c.type_name == name), None)
+
+    names = sorted({c.type_name for c in all_subclasses(events.Event)})
+    cache_event_types()
+    cache_event_types()  # idempotent
+    for name in names:
+        assert events.Event.resolve_by_type(name) is rasa_finds(name)
+        assert events.Event.resolve_by_type(name) is rasa_finds(name)  # from the cache
+    assert events.Event.resolve_by_type("no_such_event", events.ActionExecuted) is events.ActionExecuted
+    assert events.Event.resolve_by_type("topic") is None
+    with pytest.raises(ValueError, match="Unknown event name"):
+        events.Event.resolve_by_type("no_such_event")
+    user = events.Event.from_parameters({"event": "user", "text": "lệ phí khai sinh",
+                                         "parse_data": {"intent": {"name": "ask_fee"}, "entities": []}})
+    assert isinstance(user, events.UserUttered) and user.text == "lệ phí khai sinh"
 
 
 def test_the_module_is_rasas_command_line() -> None:
