@@ -34,7 +34,7 @@ from rasa.nlu.constants import TOKENS_NAMES
 from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
-from scipy.sparse import csr_matrix, hstack, vstack
+from scipy.sparse import csr_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +117,18 @@ class TunedLogisticRegressionClassifier(LogisticRegressionClassifier):
         ]
 
     def _create_X(self, messages: list[Message]) -> csr_matrix:
-        """The feature matrix; with ``log_l2`` each featurizer's block is scaled separately."""
+        """The feature matrix; with ``log_l2`` each featurizer's block is scaled separately.
+
+        Built row by row on the arrays themselves: the same values as :func:`scale_block` of each block, joined
+        (the test checks that), without building several small SciPy matrices per block and message, which was
+        about a tenth of a Rasa server's time under load.
+        """
         if self.config["feature_scaling"] != LOG_L2:
             return super()._create_X(messages)
-        rows = []
+        data: list[np.ndarray] = []
+        columns: list[np.ndarray] = []
+        indptr = [0]
+        width = sum(self.block_widths)
         for message in messages:
             blocks = self._sentence_blocks(message)
             widths = [b.shape[1] for b in blocks]
@@ -128,8 +136,21 @@ class TunedLogisticRegressionClassifier(LogisticRegressionClassifier):
                 # A featurizer gave nothing for this message (no tokens): fill its block with zeros.
                 by_width = {b.shape[1]: b for b in blocks}
                 blocks = [by_width.get(w, csr_matrix((1, w))) for w in self.block_widths]
-            rows.append(hstack([scale_block(b) for b in blocks]) if blocks else csr_matrix((1, 0)))
-        return csr_matrix(vstack(rows))
+            offset = 0
+            for block in blocks:
+                values = np.log1p(block.data.astype(np.float64))
+                norm = np.sqrt(np.dot(values, values))
+                if norm:
+                    values *= 1.0 / norm
+                data.append(values)
+                columns.append(block.indices.astype(np.int64) + offset)
+                offset += block.shape[1]
+            width = width or offset
+            indptr.append(indptr[-1] + sum(len(b.data) for b in blocks))
+        if not data:
+            return csr_matrix((len(messages), width))
+        return csr_matrix((np.concatenate(data), np.concatenate(columns), np.array(indptr)),
+                          shape=(len(messages), width))
 
     # ------------------------------------------------------------------ training
 

@@ -136,6 +136,21 @@ def test_classifies_and_flattens_unknown_text(pipeline: Any) -> None:
         assert classify(classifier, noise).get(INTENT)["confidence"] == pytest.approx(1 / 3)
 
 
+def test_feature_rows_are_the_scaled_blocks_joined(pipeline: Any) -> None:
+    """``_create_X`` builds its rows on the arrays; they must equal each featurizer's block through ``scale_block``,
+    joined, as the classifier was first written (and as every model so far was trained)."""
+    from scipy.sparse import hstack, vstack
+
+    classifier, classify, _, _ = pipeline
+    texts = ["cần những giấy tờ gì để làm khai sinh", "phí bao nhiêu", "xin chào", "qwxzkjh", "a a a a a a"]
+    messages = [classify(classifier, text) for text in texts]
+    expected = vstack([hstack([scale_block(b) for b in classifier._sentence_blocks(m)]) for m in messages])
+    got = classifier._create_X(messages)
+    assert got.shape == expected.shape
+    assert np.allclose(got.toarray(), expected.toarray(), rtol=0, atol=1e-12)
+    assert classifier._create_X([]).shape == (0, sum(classifier.block_widths))
+
+
 def test_persisted_classifier_loads_with_its_tables(pipeline: Any, model_storage: Any, execution_context: Any) -> None:
     classifier, classify, config, resource = pipeline
     loaded = TunedLogisticRegressionClassifier.load(config, model_storage, resource, execution_context)
