@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Executable, Integer, Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot import metrics
@@ -61,6 +61,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._sending: set[int] = set()  # row ids in flight here: never claimed twice, whatever their lease
+        self._statements: tuple[tuple[str, ...], Select[int], Executable] | None = None
 
     # --- writing (inside the transaction that stores the replies) ----------------------------------------------
 
@@ -100,35 +101,54 @@ class Outbox:
 
         return await self.db.run(release)
 
+    def _claim_statements(self) -> tuple[Select[int], Executable]:
+        """The claim's two statements, built once per set of channels (building them was a third of its cost).
+
+        Parameters: ``now``, ``limit``; then ``ids``, ``now``, ``until``.
+        """
+        channels = tuple(sorted(self.channels))
+        cached = self._statements
+        if cached is None or cached[0] != channels:
+            now = bindparam("now", type_=OutboxEntry.not_before.type)
+            other = aliased(OutboxEntry)
+            head = (
+                select(func.min(other.id))
+                .where(other.channel == OutboxEntry.channel, other.recipient == OutboxEntry.recipient,
+                       other.status == "pending")
+                .scalar_subquery()
+            )
+            due = (
+                select(OutboxEntry.id)
+                .where(OutboxEntry.status == "pending", OutboxEntry.channel.in_(channels), OutboxEntry.id == head,
+                       OutboxEntry.not_before <= now,
+                       or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
+                .order_by(OutboxEntry.id)
+                .limit(bindparam("limit", type_=Integer))
+            )
+            # compare-and-set: of two senders (replicas) that picked the same row, one gets it
+            take = (
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(bindparam("ids", expanding=True)), OutboxEntry.status == "pending",
+                       or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
+                .values(leased_until=bindparam("until", type_=OutboxEntry.leased_until.type),
+                        attempts=OutboxEntry.attempts + 1)
+                .returning(OutboxEntry.id, OutboxEntry.channel, OutboxEntry.recipient, OutboxEntry.body,
+                           OutboxEntry.attempts, OutboxEntry.message_id)
+            )
+            cached = self._statements = (channels, due, take)
+        return cached[1], cached[2]
+
     def _claim(self, session: Session, limit: int) -> list[Claimed]:
+        due, take = self._claim_statements()
         now = utcnow()
-        other = aliased(OutboxEntry)
-        head = (
-            select(func.min(other.id))
-            .where(other.channel == OutboxEntry.channel, other.recipient == OutboxEntry.recipient,
-                   other.status == "pending")
-            .scalar_subquery()
-        )
-        due = (
-            select(OutboxEntry.id)
-            .where(OutboxEntry.status == "pending", OutboxEntry.channel.in_(list(self.channels)),
-                   OutboxEntry.id == head, OutboxEntry.not_before <= now, OutboxEntry.id.not_in(self._sending),
-                   or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
-            .order_by(OutboxEntry.id)
-            .limit(limit)
-        )
-        ids = list(session.scalars(due))
+        # rows in flight here are skipped whatever their lease (read before filtering, so that the statement stays
+        # the same from call to call)
+        ids = [i for i in session.scalars(due, {"now": now, "limit": limit + len(self._sending)})
+               if i not in self._sending][:limit]
         if not ids:
             return []
-        # compare-and-set: of two senders (replicas) that picked the same row, one gets it
-        rows = session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.id.in_(ids), OutboxEntry.status == "pending",
-                   or_(OutboxEntry.leased_until.is_(None), OutboxEntry.leased_until < now))
-            .values(leased_until=now + dt.timedelta(seconds=self.lease), attempts=OutboxEntry.attempts + 1)
-            .returning(OutboxEntry.id, OutboxEntry.channel, OutboxEntry.recipient, OutboxEntry.body,
-                       OutboxEntry.attempts, OutboxEntry.message_id)
-        ).all()
+        rows = session.execute(take, {"ids": ids, "now": now,
+                                      "until": now + dt.timedelta(seconds=self.lease)}).all()
         session.commit()
         return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
 
