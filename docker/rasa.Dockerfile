@@ -10,8 +10,11 @@ ARG MODEL=*.tar.gz
 USER root
 WORKDIR /app
 # custom components are imported by config.yml as nlu.<module>
-ENV PYTHONPATH=/app RASA_TELEMETRY_ENABLED=false SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2
+# logs: dvcbot's JSON lines through nlu/server.py (DVCBOT_LOG_FORMAT=text for Rasa's own format)
+ENV PYTHONPATH=/app RASA_TELEMETRY_ENABLED=false SQLALCHEMY_SILENCE_UBER_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 \
+    DVCBOT_LOG_FORMAT=json
 COPY nlu nlu
+COPY dvcbot/__init__.py dvcbot/logs.py dvcbot/logmask.py dvcbot/
 COPY config.yml credentials.yml ./
 COPY domain domain
 COPY data data

@@ -57,8 +57,9 @@ class ContextFilter(logging.Filter):
 
 
 def _time(record: logging.LogRecord) -> str:
-    return dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    # dt.timezone.utc, not dt.UTC: the Rasa server (Python 3.10) writes its logs through this module too
+    utc = dt.timezone.utc  # noqa: UP017
+    return dt.datetime.fromtimestamp(record.created, utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JsonFormatter(logging.Formatter):

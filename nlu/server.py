@@ -1,4 +1,5 @@
-"""Start Rasa's command line (``python -m nlu.server run …`` is ``rasa run …``) with two speed-ups installed.
+"""Start Rasa's command line (``python -m nlu.server run …`` is ``rasa run …``) with two speed-ups installed, and
+with dvcbot's JSON log lines when ``DVCBOT_LOG_FORMAT=json`` (the production profile).
 
 Rasa 3.6 checks every answer of the action server against its JSON schema with ``jsonschema.validate``, which
 first checks the schema itself against the JSON-Schema meta-schema and builds a new validator, resolving the
@@ -11,10 +12,18 @@ Rasa also finds the class of every event it reads back from the tracker store (e
 conversation) by walking every subclass of ``Event`` (``Event.resolve_by_type``): about 6 % of a Rasa server's
 time under load here. :func:`cache_event_types` remembers the class found for each event name; a name it has not
 seen goes through Rasa's own lookup, so unknown names fail as they do in Rasa.
+
+With ``DVCBOT_LOG_FORMAT=json``, :func:`json_logs` puts :mod:`dvcbot.logs`'s handler where Rasa would install
+coloredlogs: one JSON object per line, personal numbers masked, ``role`` "rasa", like the gateway and the action
+server. Otherwise Rasa logs as it always does.
+
+Rasa's telemetry and its error reports to Sentry are turned off unless ``RASA_TELEMETRY_ENABLED`` says otherwise.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -69,9 +78,35 @@ def cache_event_types() -> None:
     Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[method-assign,assignment]
 
 
+def json_logs() -> None:
+    """With ``DVCBOT_LOG_FORMAT=json``, replace Rasa's coloured console logging by dvcbot's JSON lines."""
+    if os.environ.get("DVCBOT_LOG_FORMAT", "text") != "json":
+        return
+    import rasa.utils.io
+
+    try:
+        from dvcbot import logs
+    except ImportError as exc:  # an image without dvcbot/logs.py: Rasa's own logging rather than no server
+        print(f"DVCBOT_LOG_FORMAT=json ignored: {exc}", file=sys.stderr)
+        return
+
+    def configure(loglevel: int | str | None = None) -> None:
+        level = loglevel or os.environ.get("LOG_LEVEL") or "INFO"
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # Rasa's, or those of an earlier call
+            root.removeHandler(handler)
+        logs.configure("rasa", "json", level if isinstance(level, int) else str(level))
+
+    rasa.utils.io.configure_colored_logging = configure  # type: ignore[assignment]
+
+
 def main() -> None:
+    # Rasa's telemetry and error reports (Sentry) stay off however the server is started: a conversation's data
+    # must not leave the post office's servers (an explicit RASA_TELEMETRY_ENABLED still wins)
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     compile_action_validation()
     cache_event_types()
+    json_logs()
     from rasa.__main__ import main as rasa_main
 
     sys.argv[0] = "rasa"

@@ -51,5 +51,11 @@ def test_the_rasa_image_is_the_official_one_plus_the_project() -> None:
     rasa = (REPO / "docker" / "rasa.Dockerfile").read_text(encoding="utf-8")
     assert "FROM rasa/rasa:3.6.21" in rasa
     assert "nlu" in rasa and "python -m nlu.server run" in rasa
+    # nlu/server.py writes JSON logs through dvcbot.logs: the image must hold it and what it imports
+    assert "DVCBOT_LOG_FORMAT=json" in rasa
+    assert "COPY dvcbot/__init__.py dvcbot/logs.py dvcbot/logmask.py dvcbot/" in rasa
+    imported = {line.split()[1] for line in (REPO / "dvcbot" / "logs.py").read_text(encoding="utf-8").splitlines()
+                if line.startswith("from dvcbot")}
+    assert imported == {"dvcbot"}  # `from dvcbot import logmask`: nothing else of the package
     for name in ("gateway", "actions"):
         assert (REPO / "docker" / f"{name}.Dockerfile").read_text(encoding="utf-8").startswith(("#", "FROM"))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
 
-from nlu.server import cache_event_types, compile_action_validation
+from nlu.server import cache_event_types, compile_action_validation, json_logs
 from tests.rasa.conftest import REPO_ROOT
 
 VALID: list[dict[str, Any]] = [
@@ -88,7 +92,41 @@ def test_event_classes_are_found_as_rasa_finds_them() -> None:
     assert isinstance(user, events.UserUttered) and user.text == "lệ phí khai sinh"
 
 
-def test_the_module_is_rasas_command_line() -> None:
+def test_json_logs_take_the_place_of_rasas_coloured_console(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import rasa.utils.io
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    monkeypatch.setattr(rasa.utils.io, "configure_colored_logging", rasa.utils.io.configure_colored_logging)
+    monkeypatch.delenv("DVCBOT_LOG_FORMAT", raising=False)
+    json_logs()  # text (the default): Rasa's own logging stays
+    assert rasa.utils.io.configure_colored_logging.__module__ == "rasa.utils.io"
+    monkeypatch.setenv("DVCBOT_LOG_FORMAT", "json")
+    try:
+        json_logs()
+        rasa.utils.io.configure_colored_logging(logging.INFO)  # where `rasa run` installs coloredlogs
+        root.addHandler(logging.NullHandler())
+        rasa.utils.io.configure_colored_logging(logging.INFO)  # again: still one handler, ours
+        assert len(root.handlers) == 1
+        logging.getLogger("rasa.core.tracker_store").warning("tracker of %s: CCCD %s", "0912345678", "001099012345")
+        out = capsys.readouterr().err.strip().splitlines()
+        entry = json.loads(out[-1])
+        assert entry["role"] == "rasa" and entry["level"] == "WARNING" and entry["logger"] == "rasa.core.tracker_store"
+        assert entry["message"] == "tracker of *******678: CCCD *********345"
+        assert entry["time"].endswith("Z")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_the_module_is_rasas_command_line_without_telemetry(tmp_path: Path) -> None:
+    # a home where Rasa has never been told anything: plain `rasa` would report telemetry from there
+    env = {**{k: v for k, v in os.environ.items() if k != "RASA_TELEMETRY_ENABLED"}, "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "nlu.server", "telemetry"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Telemetry reporting is currently disabled" in proc.stdout, proc.stdout[-2000:]
     proc = subprocess.run([sys.executable, "-m", "nlu.server", "--version"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
