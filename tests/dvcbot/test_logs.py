@@ -38,8 +38,9 @@ def configure(out: io.StringIO, fmt: str = "json", role: str = "gateway") -> Non
     logs.configure(role, fmt, "INFO", handler=logging.StreamHandler(out))
 
 
-def lines(out: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.getvalue().splitlines()]
+def lines(out: io.StringIO, logger: str) -> list[dict[str, Any]]:
+    """The JSON records of ``logger`` (a background task another test left behind may log meanwhile)."""
+    return [entry for entry in map(json.loads, out.getvalue().splitlines()) if entry["logger"] == logger]
 
 
 def test_a_json_line_per_record_with_conversation_and_masked_numbers(captured: io.StringIO) -> None:
@@ -48,7 +49,7 @@ def test_a_json_line_per_record_with_conversation_and_masked_numbers(captured: i
     with logs.conversation_context("telegram:7001"):
         log.warning("citizen wrote %s\nand then %s", "gọi 0912 345 678", "CCCD 001099012345")
     log.info("no conversation here")
-    first, second = lines(captured)
+    first, second = lines(captured, "bot.router")
     assert set(first) == {"time", "level", "logger", "message", "role", "conversation"}
     assert first["level"] == "WARNING" and first["logger"] == "bot.router" and first["role"] == "gateway"
     assert first["conversation"] == "telegram:7001"
@@ -64,7 +65,7 @@ def test_a_traceback_is_one_masked_field(captured: io.StringIO) -> None:
         raise ValueError("no dossier for phone 0987654321")
     except ValueError:
         logging.getLogger("actions.dossiers").exception("lookup failed")
-    (line,) = lines(captured)
+    (line,) = lines(captured, "actions.dossiers")
     assert line["role"] == "actions" and line["message"] == "lookup failed"
     assert "ValueError: no dossier for phone *******321" in line["exception"]
     assert "0987654321" not in captured.getvalue()
@@ -72,7 +73,7 @@ def test_a_traceback_is_one_masked_field(captured: io.StringIO) -> None:
 
 async def test_each_task_logs_its_own_conversation(captured: io.StringIO) -> None:
     configure(captured)
-    log = logging.getLogger("bot.outbox")
+    log = logging.getLogger("tests.logs.tasks")
 
     async def work(key: str) -> None:
         with logs.conversation_context(key):
@@ -83,7 +84,7 @@ async def test_each_task_logs_its_own_conversation(captured: io.StringIO) -> Non
 
     await asyncio.gather(work("zalo:a"), work("telegram:b"))
     log.info("after")
-    seen = [(line["message"], line["conversation"]) for line in lines(captured)]
+    seen = [(line["message"], line["conversation"]) for line in lines(captured, "tests.logs.tasks")]
     assert sorted(seen[:4]) == [("sending", "telegram:b"), ("sending", "zalo:a"), ("sent", "telegram:b"),
                                 ("sent", "zalo:a")]
     assert seen[4] == ("after", None)
@@ -97,7 +98,7 @@ def test_library_records_come_through_the_same_handler_and_configure_is_idempote
     configure(captured)  # replaces the first
     assert sum(getattr(h, "dvcbot", False) for h in logging.getLogger().handlers) == 1
     logging.getLogger("uvicorn.error").warning("Invalid HTTP request received from %s", "10.0.0.1")
-    (line,) = lines(captured)
+    (line,) = lines(captured, "uvicorn.error")
     assert line["logger"] == "uvicorn.error" and line["message"] == "Invalid HTTP request received from 10.0.0.1"
     assert own.getvalue() == ""
 
