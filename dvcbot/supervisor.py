@@ -99,6 +99,8 @@ def services(settings: Settings, model: Path, token: str) -> list[Service]:
         "DVCBOT_ACTIONS_WEBHOOK_URL": f"{settings.actions_url}/webhook",
         "DVCBOT_RASA_TRACKER_URL": settings.tracker_store_url,
         "DVCBOT_RASA_TRACKER_DIALECT": settings.tracker_store_url.split(":", 1)[0].split("+", 1)[0],
+        # the action server stores messages below it in the editors' inbox; Rasa calls it only for those
+        "DVCBOT_INBOX_LOW_CONFIDENCE": str(settings.inbox_low_confidence),
         "PYTHONUNBUFFERED": "1",
     })
     base.update(channel_env(settings))

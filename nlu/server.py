@@ -17,6 +17,14 @@ With ``DVCBOT_LOG_FORMAT=json``, :func:`json_logs` puts :mod:`dvcbot.logs`'s han
 coloredlogs: one JSON object per line, personal numbers masked, ``role`` "rasa", like the gateway and the action
 server. Otherwise Rasa logs as it always does.
 
+The editors' inbox of low-confidence messages is fed by ``action_note_message``, which Rasa's
+``action_extract_slots`` calls after every user message (a custom slot mapping in ``domain/core.yml``): one call
+to the action server per message, with the whole tracker as JSON, although the action stores nothing for most of
+them. With ``DVCBOT_INBOX_LOW_CONFIDENCE`` set (the action server's own threshold; ``dvcbot.supervisor`` and
+docker-compose.yml pass it to both), :func:`skip_confident_inbox_notes` makes Rasa call it only for a message the
+action would store — a real intent below the threshold, outside a form; the action still checks the same. Unset,
+every message is sent as before.
+
 Rasa's telemetry and its error reports to Sentry are turned off unless ``RASA_TELEMETRY_ENABLED`` says otherwise.
 """
 
@@ -30,6 +38,9 @@ from typing import Any
 
 _INSTALLED = "_dvcbot_compiled_validation"
 _CACHED = "_dvcbot_cached_event_types"
+_FILTERED = "_dvcbot_inbox_filter"
+NOTE_ACTION = "action_note_message"  # actions/editor/inbox_action.py
+FALLBACK_INTENT = "nlu_fallback"  # recorded by action_fallback instead
 
 
 def compile_action_validation() -> None:
@@ -78,6 +89,43 @@ def cache_event_types() -> None:
     Event.resolve_by_type = staticmethod(resolve_by_type)  # type: ignore[method-assign,assignment]
 
 
+def worth_noting(intent: dict[str, Any] | None, active_loop: str | None, threshold: float) -> bool:
+    """Whether ``action_note_message`` would store a message with this ``intent`` (its own test, in Rasa)."""
+    name = (intent or {}).get("name")
+    if not name or name == FALLBACK_INTENT or active_loop:
+        return False
+    return float((intent or {}).get("confidence") or 0.0) < threshold
+
+
+def skip_confident_inbox_notes(threshold: str | None = None) -> bool:
+    """Make ``action_extract_slots`` call ``action_note_message`` only for messages it would store; ``False`` (and
+    nothing changed) when no valid threshold is given (default: ``DVCBOT_INBOX_LOW_CONFIDENCE``)."""
+    from rasa.core.actions.action import ActionExtractSlots
+
+    raw = os.environ.get("DVCBOT_INBOX_LOW_CONFIDENCE") if threshold is None else threshold
+    try:
+        limit = float(raw or "")
+    except ValueError:
+        if raw:
+            print(f"DVCBOT_INBOX_LOW_CONFIDENCE={raw!r} is not a number: every message goes to {NOTE_ACTION}",
+                  file=sys.stderr)
+        return False
+    original: Callable[..., Any] = getattr(ActionExtractSlots._run_custom_action, "__wrapped__",
+                                           ActionExtractSlots._run_custom_action)
+
+    async def run_custom_action(self: Any, custom_action: str, output_channel: Any, nlg: Any, tracker: Any,
+                                domain: Any) -> list[Any]:
+        if custom_action == NOTE_ACTION and not worth_noting(tracker.latest_message.intent,
+                                                             tracker.active_loop_name, limit):
+            return []
+        return await original(self, custom_action, output_channel, nlg, tracker, domain)
+
+    run_custom_action.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(run_custom_action, _FILTERED, limit)
+    ActionExtractSlots._run_custom_action = run_custom_action  # type: ignore[method-assign]
+    return True
+
+
 def json_logs() -> None:
     """With ``DVCBOT_LOG_FORMAT=json``, replace Rasa's coloured console logging by dvcbot's JSON lines."""
     if os.environ.get("DVCBOT_LOG_FORMAT", "text") != "json":
@@ -106,6 +154,7 @@ def main() -> None:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     compile_action_validation()
     cache_event_types()
+    skip_confident_inbox_notes()
     json_logs()
     from rasa.__main__ import main as rasa_main
 

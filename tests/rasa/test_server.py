@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
 
-from nlu.server import cache_event_types, compile_action_validation, json_logs
+from nlu.server import cache_event_types, compile_action_validation, json_logs, skip_confident_inbox_notes
 from tests.rasa.conftest import REPO_ROOT
 
 VALID: list[dict[str, Any]] = [
@@ -131,3 +131,64 @@ def test_the_module_is_rasas_command_line_without_telemetry(tmp_path: Path) -> N
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Rasa Version" in proc.stdout and "3.6." in proc.stdout
+
+
+def test_action_note_message_is_called_only_for_what_it_would_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real action endpoint (aiohttp on loopback) counts the calls ``action_extract_slots`` makes."""
+    import asyncio
+
+    from aiohttp import web
+    from rasa.core.actions.action import ActionExtractSlots
+    from rasa.core.channels import CollectingOutputChannel
+    from rasa.core.nlg import TemplatedNaturalLanguageGenerator
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActiveLoop, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.utils.endpoints import EndpointConfig
+
+    domain = Domain.load(str(REPO_ROOT / "domain"))
+    monkeypatch.setattr(ActionExtractSlots, "_run_custom_action", ActionExtractSlots._run_custom_action)
+    assert not skip_confident_inbox_notes("")  # no threshold: nothing changes
+    assert not skip_confident_inbox_notes("much")
+    assert not hasattr(ActionExtractSlots._run_custom_action, "_dvcbot_inbox_filter")
+    assert skip_confident_inbox_notes("0.6")
+    assert skip_confident_inbox_notes("0.6")  # idempotent: wraps Rasa's own method once
+    assert ActionExtractSlots._run_custom_action.__wrapped__.__module__ == "rasa.core.actions.action"
+
+    cases = [  # (intent, confidence, inside a form) -> called
+        ("ask_fee", 0.95, False, False),
+        ("ask_fee", 0.6, False, False),
+        ("ask_fee", 0.59, False, True),
+        ("ask_fee", 0.2, True, False),  # an answer to a form
+        ("nlu_fallback", 0.2, False, False),  # action_fallback records those
+    ]
+
+    async def run() -> list[str]:
+        called: list[str] = []
+
+        async def webhook(request: web.Request) -> web.Response:
+            body = await request.json()
+            called.append(f"{body['next_action']}:{body['tracker']['latest_message']['text']}")
+            return web.json_response({"events": [], "responses": []})
+
+        app = web.Application()
+        app.router.add_post("/webhook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            action = ActionExtractSlots(EndpointConfig(f"http://127.0.0.1:{port}/webhook"))
+            for n, (intent, confidence, in_form, _) in enumerate(cases):
+                events = [ActiveLoop("dossier_form")] if in_form else []
+                events.append(UserUttered(f"m{n}", {"name": intent, "confidence": confidence}))
+                tracker = DialogueStateTracker.from_events("a", events, domain.slots)
+                await action.run(CollectingOutputChannel(), TemplatedNaturalLanguageGenerator(domain.responses),
+                                 tracker, domain)
+        finally:
+            await runner.cleanup()
+        return called
+
+    called = asyncio.run(run())
+    assert called == [f"action_note_message:m{n}" for n, case in enumerate(cases) if case[3]]
