@@ -1,5 +1,6 @@
-"""Personal numbers out of the logs of every process (gateway, action server, CLI): phone numbers and CCCD-like
-digit runs are masked in every log record, keeping the last three digits."""
+"""Personal numbers and bot tokens out of the logs of every process (gateway, action server, CLI): phone numbers
+and CCCD-like digit runs are masked in every log record, keeping the last three digits; the secret half of a
+Telegram bot token (``<bot id>:<secret>``, also inside a Bot API URL) is replaced by ``***``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 # nine or more digits, optionally grouped by single spaces, dots or dashes ("0912 345 678", "001099012345")
 PERSONAL_NUMBER = re.compile(r"(?<![\d])\+?\d(?:[ .\-]?\d){8,}(?![\d])")
 KEEP = 3  # trailing digits left readable, enough to tell two records apart
+# a Bot API URL (https://api.telegram.org/bot<id>:<secret>/sendMessage) whatever the token's length, and a bare
+# token of the real shape (a numeric id, a colon, 30 or more URL-safe characters)
+BOT_TOKEN = re.compile(r"(?<=/bot)(\d+):[^/\s\"']+|(?<![\w:])(\d{5,}):[A-Za-z0-9_\-]{30,}")
 
 
 def mask(text: str) -> str:
@@ -28,6 +32,8 @@ def mask(text: str) -> str:
                 out.append(c)
         return "".join(out)
 
+    if ":" in text:
+        text = BOT_TOKEN.sub(lambda m: f"{m.group(1) or m.group(2)}:***", text)
     return PERSONAL_NUMBER.sub(hide, text)
 
 

@@ -27,8 +27,9 @@ conversation: ContextVar[str | None] = ContextVar("dvcbot_conversation", default
 # libraries that install handlers of their own: their records go through ours instead
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "sanic.root", "sanic.error", "sanic.access",
                 "sanic.server", "sanic.websockets", "rasa_sdk")
-# chatter at INFO that says nothing about the bot (Alembic lists its plugins at every start)
-QUIET = ("alembic.runtime.plugins",)
+# chatter at INFO that says nothing about the bot: Alembic lists its plugins at every start; httpx logs a line
+# per request (two per citizen message: Rasa and the platform) with the full URL — failures reach our own logs
+QUIET = ("alembic.runtime.plugins", "httpx", "httpcore")
 
 
 @contextmanager

@@ -132,3 +132,20 @@ def test_local_run_keeps_its_format_and_the_production_profile_logs_json(monkeyp
     monkeypatch.setenv("DVCBOT_LOG_FORMAT", "text")  # an explicit choice wins
     prod = replica_services(settings, tmp_path / "model.tar.gz", "token", replicas=1, workdir=tmp_path)
     assert {s.env["DVCBOT_LOG_FORMAT"] for s in prod} == {"text"}
+
+
+def test_bot_tokens_are_masked_and_httpx_does_not_log_every_request(captured: io.StringIO) -> None:
+    configure(captured)
+    log = logging.getLogger("bot.outbox")
+    token = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    log.warning("POST https://api.telegram.org/bot%s/sendMessage failed", token)
+    log.warning("POST http://127.0.0.1:8081/bot123456:TEST-token/getMe and %s", f"token={token}")
+    log.warning("at 10:30:00, ratio 3:1, row 12345:short")
+    first, second, third = (e["message"] for e in lines(captured, "bot.outbox"))
+    assert first == "POST https://api.telegram.org/bot*******678:***/sendMessage failed"
+    assert second == "POST http://127.0.0.1:8081/bot123456:***/getMe and token=*******678:***"
+    assert third == "at 10:30:00, ratio 3:1, row 12345:short"
+    assert "AAHdq" not in captured.getvalue() and "TEST-token" not in captured.getvalue()
+    logging.getLogger("httpx").info('HTTP Request: POST http://127.0.0.1:1/webhooks/rest/webhook "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("kept")
+    assert [e["message"] for e in lines(captured, "httpx")] == ["kept"]
