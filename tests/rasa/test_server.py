@@ -14,7 +14,13 @@ import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
 
-from nlu.server import cache_event_types, compile_action_validation, json_logs, skip_confident_inbox_notes
+from nlu.server import (
+    cache_event_types,
+    compile_action_validation,
+    json_logs,
+    reuse_past_states,
+    skip_confident_inbox_notes,
+)
 from tests.rasa.conftest import REPO_ROOT
 
 VALID: list[dict[str, Any]] = [
@@ -192,3 +198,42 @@ def test_action_note_message_is_called_only_for_what_it_would_store(monkeypatch:
 
     called = asyncio.run(run())
     assert called == [f"action_note_message:m{n}" for n, case in enumerate(cases) if case[3]]
+
+
+def test_past_states_are_rasas_and_each_caller_gets_its_own_copy() -> None:
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, ActiveLoop, BotUttered, SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain = Domain.load(str(REPO_ROOT / "domain"))
+    reuse_past_states()
+    reuse_past_states()  # idempotent
+    events = [ActionExecuted("action_listen"),
+              UserUttered("lệ phí khai sinh", {"name": "procedure_fee", "confidence": 0.9},
+                          [{"entity": "procedure", "value": "khai_sinh", "start": 7, "end": 16}]),
+              SlotSet("procedure", "khai_sinh"), ActionExecuted("action_answer_procedure"), BotUttered("Dạ"),
+              ActionExecuted("action_listen"),
+              UserUttered("tra hồ sơ", {"name": "dossier_status", "confidence": 0.8}),
+              ActionExecuted("dossier_form"), ActiveLoop("dossier_form")]
+    tracker = DialogueStateTracker.from_events("a", events, domain.slots)
+    rule_only = {"slots": ["fallback_streak"], "loops": []}
+    computed = []
+    rasas = domain.states_for_tracker_history
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        computed.append(args)
+        return rasas(*args, **kwargs)
+
+    domain.states_for_tracker_history = counting  # type: ignore[method-assign]
+    for args in [(False, False, None), (True, False, None), (False, True, rule_only)]:
+        expected = rasas(tracker, *args)
+        for _ in range(3):
+            got = tracker.past_states(domain, *args)
+            assert got == expected
+            got[-1].clear()  # callers edit what they get (the featurizer drops the text or the intent)
+            got[-2].get("user", {}).clear()
+    assert len(computed) == 3  # once per set of arguments
+    again = tracker.past_states(domain, False, True, {"slots": [], "loops": []})  # other rule-only data
+    assert again == rasas(tracker, False, True, {"slots": [], "loops": []}) and len(computed) == 4
+    tracker.update(ActionExecuted("action_listen"))  # a new event: computed again
+    assert tracker.past_states(domain) == rasas(tracker) and len(computed) == 5
