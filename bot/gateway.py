@@ -16,7 +16,7 @@ import redis.asyncio as redis
 from bot import retention
 from bot.channels.base import PushChannel
 from bot.channels.telegram import Telegram
-from bot.channels.telegram_limits import TelegramLimits
+from bot.channels.telegram_limits import TelegramLimits, for_replicas
 from bot.channels.zalo import Zalo
 from bot.channels.zalo_tokens import ZaloCredentials
 from bot.database import Database
@@ -62,7 +62,7 @@ def build_channels(settings: Settings, db: Database, http: httpx.AsyncClient, te
     if settings.telegram_enabled:
         telegram = Telegram(_secret(settings.telegram_token) or "", _secret(settings.telegram_secret),
                             settings.telegram_api_base, db, max_chars=settings.webchat_max_chars,
-                            limits=telegram_limits)
+                            limits=telegram_limits or for_replicas(settings.gateway_replicas))
     if settings.zalo_enabled:
         creds = ZaloCredentials(settings.zalo_app_id or "", _secret(settings.zalo_app_secret) or "",
                                 _secret(settings.zalo_access_token), _secret(settings.zalo_refresh_token) or "",

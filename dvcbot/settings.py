@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     telegram_secret: SecretStr | None = None
     telegram_api_base: str = "https://api.telegram.org"
     telegram_polling: bool = Field(default=False, description="long-poll instead of the webhook (local use)")
+    gateway_replicas: int = Field(default=1, ge=1, le=30,
+                                  description="gateway replicas sending for the same bot: each gets an equal share "
+                                              "of Telegram's 30 messages/s")
     # Zalo Official Account (Open API v3)
     zalo_app_id: str | None = None
     zalo_app_secret: SecretStr | None = None

@@ -193,6 +193,7 @@ def replica_services(settings: Settings, model: Path, token: str, replicas: int 
             env["DVCBOT_RASA_URLS"] = rasa_urls  # each replica, for model deploys (dvcbot.deploy)
             if kind == "gateway":
                 env["DVCBOT_GATEWAY_PORT"] = str(port)
+                env["DVCBOT_GATEWAY_REPLICAS"] = str(replicas)  # they share the bot's Telegram budget
                 if replicas > 1:  # only HAProxy listens on the public address
                     cmd = _with_option(cmd, "--host", "127.0.0.1")
                     env["DVCBOT_GATEWAY_HOST"] = "127.0.0.1"

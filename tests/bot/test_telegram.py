@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -279,3 +281,25 @@ async def test_updates_needing_no_answer_are_acknowledged(channels: Channels) ->
             resp = await channels.telegram_update(client, update)
             assert resp.json() == {"ok": True, "update": "ignored"}
     assert channels.count(InboundUpdate) == 0
+
+
+async def test_the_bots_limit_is_30_in_any_second_shared_by_the_replicas() -> None:
+    """Shape of the per-bot limit (not its speed): 30 calls in any second, spaced, split between replicas."""
+    from bot.channels.telegram_limits import for_replicas
+
+    one = for_replicas(1)
+    assert (one.bot.limit, one.bot.period) == (30, 1.0)
+    assert (for_replicas(2).bot.limit, for_replicas(3).bot.limit, for_replicas(60).bot.limit) == (15, 10, 1)
+    calls: list[float] = []
+
+    async def call() -> bool:
+        calls.append(time.monotonic())
+        return True
+
+    start = time.monotonic()
+    await asyncio.gather(*(one.process_request(call, (), {}, "sendMessage", {"chat_id": 9000 + i}, None)
+                           for i in range(45)))
+    assert len(calls) == 45 and max_in_window(calls, 0.99) <= 30
+    assert time.monotonic() - start >= 0.99  # the 31st waited for the first second to pass
+    first = calls[:30]  # went out as soon as the spacing allowed
+    assert min(b - a for a, b in itertools.pairwise(first)) >= 1 / 60 - 0.001  # never bunched up
