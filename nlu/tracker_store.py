@@ -6,15 +6,18 @@ one statement at a time. That was about a third of a Rasa server's CPU time unde
 
 :class:`RememberingSQLTrackerStore` keeps, for recently active conversations, the serialised events of the current
 session as it read or wrote them, with the highest event id the conversation had in the database then (its
-*head*). Each retrieve and save still asks the database for the current head (one indexed ``max(id)``): when it is
-the one remembered, nothing was written meanwhile — by this server or another replica — and the remembered events
-are used; otherwise the conversation is read from the database exactly as Rasa does. The tracker is rebuilt from
-the events every time, as Rasa does, so a caller that changes a tracker it got cannot change what is remembered.
-New events are written in one multi-row ``INSERT``; the table, its rows and what ``retrieve_full_tracker`` and
-``keys`` return are Rasa's own, so the store can be switched back to ``type: SQL`` at any time.
+*head*). Each retrieve asks the database for the current head (one indexed ``max(id)``, outside a transaction):
+when it is the one remembered, nothing was written meanwhile — by this server or another replica — and the
+remembered events are used; otherwise the conversation is read from the database exactly as Rasa does. The
+tracker is rebuilt from the events every time, as Rasa does, so a caller that changes a tracker it got cannot
+change what is remembered. New events are written in one multi-row ``INSERT`` (on PostgreSQL with ``RETURNING``,
+which gives the new head). A message the store remembers thus costs two statements instead of Rasa's five or more.
 
-The conversation lock (Rasa's lock store) makes a server work on a conversation alone from retrieve to save; the
-head check makes the store correct without relying on that.
+Saving a tracker this store returned relies on Rasa's conversation lock (the lock store) as Rasa's own store does:
+between retrieve and save no one else writes the conversation, so its stored events are the ones it was read with.
+Any other tracker is compared with the database first (its head, else Rasa's count of the session's events). The
+table, its rows and what ``retrieve_full_tracker`` and ``keys`` return are Rasa's own, so the store can be
+switched back to ``type: SQL`` at any time.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
 DEFAULT_REMEMBERED = 1000  # conversations; a few hundred kB each at most
+_READ = "_dvcbot_read_at"  # on a tracker retrieve() built: (head, number of stored events) it was read at
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
         self._known: OrderedDict[str, _Known] = OrderedDict()
         event = self.SQLEvent
         self._head_query = sa.select(sa.func.max(event.id)).where(event.sender_id == sa.bindparam("sender"))
+        # the same pool's connections for single reads outside a transaction
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.hits = 0  # retrieves answered from memory (tests and benchmarks read these)
         self.misses = 0
 
@@ -64,56 +70,88 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
         while len(self._known) > self.remembered:
             self._known.popitem(last=False)
 
+    def _read_head(self, sender_id: str) -> int | None:
+        """The conversation's highest event id, read outside a transaction (one round trip, no BEGIN/ROLLBACK)."""
+        with self._autocommit.connect() as conn:
+            head = conn.execute(self._head_query, {"sender": sender_id}).scalar()
+        return None if head is None else int(head)
+
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         """The tracker of the conversation's latest session, as ``SQLTrackerStore.retrieve`` returns it."""
-        with self.session_scope() as session:
-            head = self._head(session, sender_id)
-            known = self._known.get(sender_id)
-            if head is not None and known is not None and known.head == head:
-                self.hits += 1
-                self._known.move_to_end(sender_id)
-                serialised = known.events
-            else:
-                self.misses += 1
+        head = self._read_head(sender_id)
+        known = self._known.get(sender_id)
+        if head is not None and known is not None and known.head == head:
+            self.hits += 1
+            self._known.move_to_end(sender_id)
+            serialised = known.events
+        else:
+            self.misses += 1
+            with self.session_scope() as session:
+                head = self._head(session, sender_id)  # again, inside the transaction that reads the events
                 rows = (self._event_query(session, sender_id, fetch_events_from_all_sessions=False)
                         .with_entities(self.SQLEvent.data).all())
-                serialised = tuple(row.data for row in rows)
-                self._remember(sender_id, _Known(head, serialised) if head is not None else None)
+            serialised = tuple(row.data for row in rows)
+            self._remember(sender_id, _Known(head, serialised) if head is not None else None)
         if not self.domain or not serialised:
             return None
-        return DialogueStateTracker.from_dict(sender_id, [json.loads(data) for data in serialised],
-                                              self.domain.slots)
+        tracker = DialogueStateTracker.from_dict(sender_id, [json.loads(data) for data in serialised],
+                                                 self.domain.slots)
+        tracker.__dict__[_READ] = (head, len(serialised))  # what save() may trust (see there)
+        return tracker
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        """Store the tracker's events that are not stored yet (what ``SQLTrackerStore.save`` stores)."""
+        """Store the tracker's events that are not stored yet (what ``SQLTrackerStore.save`` stores).
+
+        A tracker this store returned, whose conversation the store still remembers at the head it was read at,
+        was worked on under Rasa's conversation lock since: its first events are the stored ones, and the store
+        writes the rest without asking the database first. Any other tracker is compared with the database as Rasa
+        does (the head, else Rasa's count of the session's events).
+        """
         await self.stream_events(tracker)
         sender_id = tracker.sender_id
+        known = self._known.get(sender_id)
+        read = tracker.__dict__.get(_READ)
         with self.session_scope() as session:
-            known = self._known.get(sender_id)
-            head = self._head(session, sender_id)
-            if known is not None and known.head == head:
-                stored = len(known.events)
+            if known is not None and read == (known.head, len(known.events)):
+                head: int | None = known.head
             else:
-                known = None
-                stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
-            events = list(tracker.events)[stored:]
-            rows = []
-            for event in events:
-                data = event.as_dict()
-                rows.append({
-                    "sender_id": sender_id,
-                    "type_name": event.type_name,
-                    "timestamp": data.get("timestamp"),
-                    "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
-                    "action_name": data.get("name"),
-                    "data": json.dumps(data),
-                })
-            if rows:
-                session.execute(self.SQLEvent.__table__.insert(), rows)
                 head = self._head(session, sender_id)
-            session.commit()
-        if any(isinstance(event, SessionStarted) for event in events) or known is None or head is None:
+                if known is None or known.head != head:
+                    known = None
+            stored = len(known.events) if known is not None else self._event_query(
+                session, sender_id, fetch_events_from_all_sessions=False).count()
+            events = list(tracker.events)[stored:]
+            rows = [self._row(sender_id, event) for event in events]
+            if rows:
+                head = self._insert(session, sender_id, rows)
+                session.commit()
+        if not rows:
+            return
+        if known is None or head is None or any(isinstance(event, SessionStarted) for event in events):
             # a new session starts: what the next retrieve returns is decided by Rasa's own query
             self._remember(sender_id, None)
+            tracker.__dict__.pop(_READ, None)
         else:
             self._remember(sender_id, _Known(head, known.events + tuple(row["data"] for row in rows)))
+            tracker.__dict__[_READ] = (head, len(tracker.events))  # saved again later: the rest only
+
+    @staticmethod
+    def _row(sender_id: str, event: Any) -> dict[str, Any]:
+        data = event.as_dict()
+        return {
+            "sender_id": sender_id,
+            "type_name": event.type_name,
+            "timestamp": data.get("timestamp"),
+            "intent_name": data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+            "action_name": data.get("name"),
+            "data": json.dumps(data),
+        }
+
+    def _insert(self, session: Any, sender_id: str, rows: list[dict[str, Any]]) -> int | None:
+        """Insert ``rows``; the conversation's head afterwards (under the conversation lock: the last id)."""
+        table = self.SQLEvent.__table__
+        if self.engine.dialect.name == "postgresql":  # one statement: the rows and their ids
+            ids = session.execute(table.insert().values(rows).returning(table.c.id)).scalars().all()
+            return int(max(ids))
+        session.execute(table.insert(), rows)
+        return self._head(session, sender_id)

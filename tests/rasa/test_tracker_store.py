@@ -160,6 +160,34 @@ def test_a_tracker_changed_but_not_saved_does_not_change_what_is_remembered(data
     assert dumped(again) == dumped(run(plain.retrieve("a")))
 
 
+def test_a_tracker_saved_twice_stores_each_event_once(database_url: str) -> None:
+    ours, plain = stores(database_url)
+    run(say(ours, "a", session_start(1.0) + turn("chào", "greet", 2.0)))
+    run(say(ours, "a", turn("lệ phí", "ask_fee", 3.0)))
+    tracker = run(ours.retrieve("a"))
+    for event in turn("khai sinh", "ask_fee", 4.0, procedure="khai_sinh"):
+        tracker.update(event)
+    run(ours.save(tracker))
+    for event in turn("cảm ơn", "greet", 5.0):
+        tracker.update(event)
+    run(ours.save(tracker))
+    assert len(rows(database_url, "a")) == 3 + 4 + 4 + 5 + 4
+    assert dumped(run(plain.retrieve("a"))) == dumped(tracker) == dumped(run(ours.retrieve("a")))
+
+
+def test_a_remembered_message_costs_two_statements(database_url: str) -> None:
+    """Read the head, insert the new events (and, on SQLite, read the head again): nothing else."""
+    ours, _ = stores(database_url)
+    run(say(ours, "a", session_start(1.0) + turn("chào", "greet", 2.0)))
+    run(say(ours, "a", turn("lệ phí", "ask_fee", 3.0)))
+    statements: list[str] = []
+    sa.event.listen(ours.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: statements.append(statement.split()[0].upper()))
+    run(say(ours, "a", turn("cảm ơn", "greet", 4.0)))
+    expected = ["SELECT", "INSERT"] if database_url.startswith("postgresql") else ["SELECT", "INSERT", "SELECT"]
+    assert statements == expected
+
+
 def test_a_new_session_reads_like_rasa(database_url: str) -> None:
     ours, plain = stores(database_url)
     run(say(ours, "a", session_start(1.0) + turn("chào", "greet", 2.0, procedure="khai_sinh")))
