@@ -39,7 +39,10 @@ READING = [
     "outbox's claim statements, a failed `import sniffio` that httpcore repeated on every request, and httpx's "
     "log line per request (two per message; the Bot API URL in it carried the bot token, now masked in every log).",
     "- Telegram allows a bot about 30 messages/s; here every answer was one platform call (see *platform calls/msg*), "
-    "so that limit and the target coincide.", "",
+    "so that limit and the target coincide: the gateway's limiter lets 30 calls out in any second, spaced by at "
+    "least 1/60 s, shared by the gateway replicas (until 5a404dd it let one out per 1/30 s, counted from when the "
+    "previous one actually went out, so every late wake-up of a busy event loop lowered the rate below 30/s and "
+    "answers queued behind it: 1.8 s from the stored answer to the platform in the 1-replica Telegram step).", "",
 ]
 
 
