@@ -24,17 +24,52 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from rasa.core.tracker_store import SQLTrackerStore
+from rasa.core.tracker_store import SQLTrackerStore, is_postgresql_url
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
 DEFAULT_REMEMBERED = 1000  # conversations; a few hundred kB each at most
 _READ = "_dvcbot_read_at"  # on a tracker retrieve() built: (head, number of stored events) it was read at
+
+
+SCHEMA_LOCK = 0x64766362  # PostgreSQL advisory lock key ("dvcb") held while a server creates Rasa's tables
+
+
+@contextmanager
+def _creating_tables_alone(options: dict[str, Any]) -> Iterator[None]:
+    """On PostgreSQL, hold an advisory lock while Rasa creates its tables at start-up.
+
+    Rasa servers started together on an empty database all run ``CREATE TABLE events`` at once; one of them failed
+    with a ``UniqueViolation`` on PostgreSQL's catalogue, logged it and waited 5 s before trying again. Taking turns,
+    the first creates the tables and the others find them. Nothing happens on SQLite, nor when the server cannot be
+    reached yet (Rasa's own start-up loop waits for it).
+    """
+    url = SQLTrackerStore.get_db_url(
+        options.get("dialect", "sqlite"), options.get("host"), options.get("port"), options.get("db", "rasa.db"),
+        options.get("username"), options.get("password"), options.get("login_db"), options.get("query"))
+    if not is_postgresql_url(url) or options.get("login_db"):
+        yield
+        return
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        conn = engine.connect()
+    except sa.exc.DBAPIError:
+        engine.dispose()
+        yield
+        return
+    try:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+        yield
+    finally:
+        conn.close()  # ends the session: the lock goes with it
+        engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -47,7 +82,8 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
     """``SQLTrackerStore`` that remembers the current session of recently active conversations (see module)."""
 
     def __init__(self, *args: Any, remembered: int = DEFAULT_REMEMBERED, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        with _creating_tables_alone(kwargs if not args else {}):
+            super().__init__(*args, **kwargs)
         self.remembered = int(remembered)
         self._known: OrderedDict[str, _Known] = OrderedDict()
         event = self.SQLEvent

@@ -7,6 +7,7 @@ other replica and the reference.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,7 +49,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'rasa.db'}"
         return
-    server = request.getfixturevalue("postgres_server_url")
+    yield from _pg_database(request.getfixturevalue("postgres_server_url"))
+
+
+@pytest.fixture
+def pg_url(postgres_server_url: str) -> Iterator[str]:
+    yield from _pg_database(postgres_server_url)
+
+
+def _pg_database(server: str) -> Iterator[str]:
     base = "postgresql://" + server.split("://", 1)[1].rpartition("/")[0]
     name = f"dvcbot_rasa_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
@@ -224,3 +233,32 @@ def test_endpoints_yml_makes_rasa_use_it(database_url: str, monkeypatch: pytest.
     while not isinstance(store, SQLTrackerStore):  # Rasa wraps it (fail-safe, awaitable)
         store = store._tracker_store
     assert type(store) is RememberingSQLTrackerStore
+
+
+def test_servers_starting_together_on_an_empty_database_take_turns_creating_the_tables(
+        pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL (production: several Rasa servers); SQLite serves one Rasa server (`make run`)."""
+    import threading
+
+    database_url, dialect = pg_url, "postgresql"
+    made: list[RememberingSQLTrackerStore] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def start_one() -> None:
+        try:
+            start.wait()
+            made.append(RememberingSQLTrackerStore(domain=DOMAIN, dialect=dialect, host=database_url))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with caplog.at_level("WARNING", logger="rasa.core.tracker_store"):
+        threads = [threading.Thread(target=start_one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not errors and len(made) == 4
+    assert not [r for r in caplog.records if r.name == "rasa.core.tracker_store" and r.levelno >= logging.WARNING]
+    run(say(made[0], "a", session_start(1.0) + turn("chào", "greet", 2.0)))
+    assert len(dumped(run(made[3].retrieve("a")))) == 6  # from the session start on
