@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -36,4 +37,8 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        # a gateway's shutdown lets drains and sends finish (up to 10 + 5 s): a thread left running past the
+        # test keeps polling a database the fixtures drop, and slows every test after it
+        thread.join(timeout=30)
+        if thread.is_alive():
+            print(f"warning: the server on port {port} was still stopping 30 s after its test", file=sys.stderr)

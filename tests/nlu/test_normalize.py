@@ -346,17 +346,19 @@ def test_long_arbitrary_text(parts: list) -> None:
 
 
 def test_five_thousand_characters_is_fast() -> None:
+    """No catastrophic backtracking: each input takes well under a second of this thread's CPU (tens of ms here;
+    CPU time, so that other threads of the test process cannot make it fail)."""
     import time
 
     text = ("Đk thường trú cần nhg giấy tờ j v ad??? sđt 0912.345.678, mã " + CODE + " 😀 ") * 60
-    start = time.perf_counter()
+    start = time.thread_time()
     out = normalize(text, ABBREVIATIONS)
-    assert time.perf_counter() - start < 1.0
+    assert time.thread_time() - start < 1.0
     assert len(text) > 5000 and out.count(CODE) == 60
     for adversarial in ("a." * 3000, "1." * 3000, "a-" * 3000, "a@" * 3000, "x" * 6000, "o" * 6000):
-        start = time.perf_counter()
+        start = time.thread_time()
         normalize(adversarial, ABBREVIATIONS)
-        assert time.perf_counter() - start < 1.0, adversarial[:10]
+        assert time.thread_time() - start < 1.0, adversarial[:10]
 
 
 def test_normalize_with_offsets_regions() -> None:

@@ -48,6 +48,10 @@ def test_the_rasa_lock_store_follows_the_redis_url() -> None:
     assert lock_store_env(None)["DVCBOT_RASA_LOCK_STORE"] == "in_memory"
 
 
+# Rasa's SQL tracker store that remembers active conversations (tests/rasa/test_tracker_store.py checks that Rasa
+# builds it from endpoints.yml)
+TRACKER_STORE = "nlu.tracker_store.RememberingSQLTrackerStore"
+
 # Rasa itself reads endpoints.yml (its ${VAR} expansion and its lock-store factory), in the Rasa venv
 READ_ENDPOINTS = """
 import json
@@ -78,7 +82,7 @@ def test_one_endpoints_file_in_memory_locks_without_redis(tmp_path: Path) -> Non
     (rasa,) = [s for s in services(settings, Path("m.tar.gz"), "tok") if s.name == "rasa"]
     assert option(rasa.cmd, "--endpoints") == "endpoints.yml"
     env = {k: v for k, v in rasa.env.items() if k.startswith("DVCBOT_")}
-    assert read_endpoints(env) == {"lock_store": "InMemoryLockStore", "tracker": "SQL"}
+    assert read_endpoints(env) == {"lock_store": "InMemoryLockStore", "tracker": TRACKER_STORE}
 
 
 @pytest.mark.redis
@@ -90,4 +94,4 @@ def test_one_endpoints_file_redis_locks_for_replicas(redis_url: str, tmp_path: P
         assert option(svcs[name].cmd, "--endpoints") == "endpoints.yml"  # the same file as `make run`
     env = {k: v for k, v in svcs["rasa-1"].env.items() if k.startswith("DVCBOT_")}
     db = int(redis_url.rsplit("/", 1)[1]) if redis_url.rsplit("/", 1)[1].isdigit() else 0
-    assert read_endpoints(env) == {"lock_store": "RedisLockStore", "tracker": "SQL", "redis": db}
+    assert read_endpoints(env) == {"lock_store": "RedisLockStore", "tracker": TRACKER_STORE, "redis": db}
