@@ -193,12 +193,17 @@ class Handoff:
                 return request
         return None
 
-    def after_bot(self, session: Session, conv: Conversation, replies: list[OutgoingMessage]
-                  ) -> list[OutgoingMessage]:
-        """After Rasa answered: a pending rating is skipped; a handoff request opens a ticket."""
-        pending = rating_ticket(session, conv.id)
-        if pending is not None:
-            pending.rating_state = "skipped"
+    def after_bot(self, session: Session, conv: Conversation, replies: list[OutgoingMessage],
+                  rating_pending: bool = True) -> list[OutgoingMessage]:
+        """After Rasa answered: a pending rating is skipped; a handoff request opens a ticket.
+
+        ``rating_pending=False`` says that no rating was pending when the message arrived, in ``bot`` mode; none can
+        have been asked for since (only closing a ticket asks, and the conversation had none open), so it is not
+        looked up again."""
+        if rating_pending:
+            pending = rating_ticket(session, conv.id)
+            if pending is not None:
+                pending.rating_state = "skipped"
         request = self.request_in(replies)
         if request is None:
             return []

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Executable, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot import metrics
@@ -54,25 +55,35 @@ class Intake:
     async def store(self, channel: str, platform_id: str, msg: IncomingMessage, seq: int | None = None) -> Stored:
         """Store one update (idempotent on ``(channel, platform_id)``); call before acknowledging it."""
 
+        values = {"channel": channel, "platform_id": platform_id, "conversation_key": msg.conversation_key,
+                  "seq": seq, "message": msg.as_json()}
+
         def insert(session: Session) -> Stored:
-            query = select(InboundUpdate.id).where(InboundUpdate.channel == channel,
-                                                   InboundUpdate.platform_id == platform_id)
-            existing = session.scalar(query)
-            if existing is not None:
-                return Stored(existing, True)
-            row = InboundUpdate(channel=channel, platform_id=platform_id, conversation_key=msg.conversation_key,
-                                seq=seq, message=msg.as_json())
-            session.add(row)
-            try:
+            # one statement: the row is new, or (no row returned) the platform delivered it before
+            new = session.scalar(self._insert_new(session), values)
+            if new is not None:
                 session.commit()
-            except IntegrityError:  # the same update, stored a moment ago by a concurrent delivery
-                session.rollback()
-                return Stored(session.scalars(query).one(), True)
-            return Stored(row.id, False)
+                return Stored(new, False)
+            session.rollback()
+            return Stored(session.scalars(select(InboundUpdate.id).where(
+                InboundUpdate.channel == channel, InboundUpdate.platform_id == platform_id)).one(), True)
 
         stored = await self.db.run(insert)
         metrics.stored(msg.channel, stored.duplicate)  # the staff group apart from citizens
         return stored
+
+    @staticmethod
+    @functools.cache
+    def _insert_for(dialect: str) -> Executable:
+        keys = ["channel", "platform_id"]
+        if dialect == "postgresql":
+            return postgresql.insert(InboundUpdate).on_conflict_do_nothing(index_elements=keys).returning(
+                InboundUpdate.id)
+        return sqlite.insert(InboundUpdate).on_conflict_do_nothing(index_elements=keys).returning(InboundUpdate.id)
+
+    def _insert_new(self, session: Session) -> Executable:
+        """``INSERT … ON CONFLICT (channel, platform_id) DO NOTHING RETURNING id`` in the database's dialect."""
+        return self._insert_for(session.get_bind().dialect.name)
 
     def schedule(self, key: str) -> None:
         """Process the pending updates of conversation ``key`` in the background."""

@@ -120,7 +120,7 @@ class Router:
 
                 def after_bot(session: Session, conv: Conversation) -> list[OutgoingMessage]:
                     assert handoff is not None
-                    return handoff.after_bot(session, conv, answered)
+                    return handoff.after_bot(session, conv, answered, state.mode != "bot" or state.rating_pending)
 
                 hook = after_bot
         queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies, hook,
