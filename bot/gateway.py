@@ -88,7 +88,9 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
     locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()
     texts = GatewayTexts.load()
     try:
-        async with httpx.AsyncClient() as http:
+        # Keep every connection that was needed: httpx keeps 20 by default, and under load each call beyond those
+        # opened (and the server accepted) a new TCP connection to Rasa.
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)) as http:
             rasa = RasaClient(settings.rasa_url, _secret(settings.rasa_token), settings.rasa_timeout, http)
             telegram, zalo = build_channels(settings, db, http, texts, telegram_limits)
             channels: dict[str, PushChannel] = {c.name: c for c in (telegram, zalo) if c is not None}
