@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg2.extras import execute_values
 from rasa.core.tracker_store import SQLTrackerStore, is_postgresql_url
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -38,6 +39,8 @@ from rasa.shared.nlu.constants import INTENT_NAME_KEY
 DEFAULT_REMEMBERED = 1000  # conversations; a few hundred kB each at most
 _READ = "_dvcbot_read_at"  # on a tracker retrieve() built: (head, number of stored events) it was read at
 
+
+_COLUMNS = ("sender_id", "type_name", "timestamp", "intent_name", "action_name", "data")  # what _row() gives
 
 SCHEMA_LOCK = 0x64766362  # PostgreSQL advisory lock key ("dvcb") held while a server creates Rasa's tables
 
@@ -90,6 +93,12 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
         self._head_query = sa.select(sa.func.max(event.id)).where(event.sender_id == sa.bindparam("sender"))
         # the same pool's connections for single reads outside a transaction
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # on PostgreSQL through psycopg2 (Rasa's driver), the two statements of a remembered message go to the
+        # driver directly
+        self._raw = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg2"
+        table = event.__tablename__
+        self._raw_head = f"SELECT max(id) FROM {table} WHERE sender_id = %s"
+        self._raw_insert = f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES %s RETURNING id"
         self.hits = 0  # retrieves answered from memory (tests and benchmarks read these)
         self.misses = 0
 
@@ -109,7 +118,15 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
     def _read_head(self, sender_id: str) -> int | None:
         """The conversation's highest event id, read outside a transaction (one round trip, no BEGIN/ROLLBACK)."""
         with self._autocommit.connect() as conn:
-            head = conn.execute(self._head_query, {"sender": sender_id}).scalar()
+            if self._raw:  # psycopg2 itself: half the CPU time of SQLAlchemy's execute
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(self._raw_head, (sender_id,))
+                    head = cursor.fetchone()[0]
+                finally:
+                    cursor.close()
+            else:
+                head = conn.execute(self._head_query, {"sender": sender_id}).scalar()
         return None if head is None else int(head)
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
@@ -147,6 +164,26 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
         sender_id = tracker.sender_id
         known = self._known.get(sender_id)
         read = tracker.__dict__.get(_READ)
+        if known is not None and read == (known.head, len(known.events)) and self._raw:
+            events = list(tracker.events)[len(known.events):]
+            rows = [self._row(sender_id, event) for event in events]
+            head: int | None = self._append_raw(rows) if rows else known.head
+        else:
+            head, known, events, rows = self._save_checked(tracker, known, read)
+        if not rows:
+            return
+        if known is None or head is None or any(isinstance(event, SessionStarted) for event in events):
+            # a new session starts: what the next retrieve returns is decided by Rasa's own query
+            self._remember(sender_id, None)
+            tracker.__dict__.pop(_READ, None)
+        else:
+            self._remember(sender_id, _Known(head, known.events + tuple(row["data"] for row in rows)))
+            tracker.__dict__[_READ] = (head, len(tracker.events))  # saved again later: the rest only
+
+    def _save_checked(self, tracker: DialogueStateTracker, known: _Known | None, read: Any
+                      ) -> tuple[int | None, _Known | None, list[Any], list[dict[str, Any]]]:
+        """Save through SQLAlchemy, comparing with the database unless the tracker can be trusted (see save)."""
+        sender_id = tracker.sender_id
         with self.session_scope() as session:
             if known is not None and read == (known.head, len(known.events)):
                 head: int | None = known.head
@@ -161,15 +198,7 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
             if rows:
                 head = self._insert(session, sender_id, rows)
                 session.commit()
-        if not rows:
-            return
-        if known is None or head is None or any(isinstance(event, SessionStarted) for event in events):
-            # a new session starts: what the next retrieve returns is decided by Rasa's own query
-            self._remember(sender_id, None)
-            tracker.__dict__.pop(_READ, None)
-        else:
-            self._remember(sender_id, _Known(head, known.events + tuple(row["data"] for row in rows)))
-            tracker.__dict__[_READ] = (head, len(tracker.events))  # saved again later: the rest only
+        return head, known, events, rows
 
     @staticmethod
     def _row(sender_id: str, event: Any) -> dict[str, Any]:
@@ -182,6 +211,20 @@ class RememberingSQLTrackerStore(SQLTrackerStore):
             "action_name": data.get("name"),
             "data": json.dumps(data),
         }
+
+    def _append_raw(self, rows: list[dict[str, Any]]) -> int:
+        """Insert ``rows`` with psycopg2 itself, in one statement and transaction; the new head (the last id).
+
+        The same ``INSERT … RETURNING`` as :meth:`_insert`, without SQLAlchemy's compiling of a multi-row statement
+        and its ORM session: 1.7 → 0.3 ms of CPU for a message's six events here."""
+        with self.engine.begin() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                ids = execute_values(cursor, self._raw_insert, [tuple(row[c] for c in _COLUMNS) for row in rows],
+                                     fetch=True)
+            finally:
+                cursor.close()
+        return int(max(i for (i,) in ids))
 
     def _insert(self, session: Any, sender_id: str, rows: list[dict[str, Any]]) -> int | None:
         """Insert ``rows``; the conversation's head afterwards (under the conversation lock: the last id)."""
