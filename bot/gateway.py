@@ -19,6 +19,7 @@ from bot.channels.telegram import Telegram
 from bot.channels.telegram_limits import TelegramLimits, for_replicas
 from bot.channels.zalo import Zalo
 from bot.channels.zalo_tokens import ZaloCredentials
+from bot.database import WORKERS as DB_WORKERS
 from bot.database import Database
 from bot.handoff import STAFF_CHANNEL, Handoff, HandoffConfig
 from bot.handoff_telegram import StaffGroup
@@ -79,9 +80,10 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
 
     ``telegram_limits`` replaces Telegram's flood limits (tests that need many messages in one chat).
     """
-    engine = make_engine(settings.database_url, pre_ping=False)  # Database retries on a dead connection
+    # no pings: Database retries on a dead connection; a connection for each of its workers
+    engine = make_engine(settings.database_url, pre_ping=False, pool_size=DB_WORKERS)
     create_schema(engine)
-    db = Database(engine)
+    db = Database(engine, DB_WORKERS)
     # socket timeouts: a Redis that stopped answering fails the locks' calls (the sweep retries) instead of hanging
     redis_client = (redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
                     if settings.redis_url else None)

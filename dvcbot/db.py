@@ -24,11 +24,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True, pool_size: int = 5) -> Engine:
     """Build an engine; for SQLite, create the file's folder and turn on WAL and foreign keys.
 
     ``pre_ping`` checks each pooled connection before use (one more round trip per unit of work); the gateway turns
-    it off and retries a unit of work once when its connection turned out dead (:class:`bot.database.Database`)."""
+    it off and retries a unit of work once when its connection turned out dead (:class:`bot.database.Database`).
+    ``pool_size`` connections stay open; up to as many again are opened when needed, and closed when given back."""
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -44,7 +45,7 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(driver_url(url), pool_pre_ping=pre_ping)
+    return create_engine(driver_url(url), pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=pool_size)
 
 
 def driver_url(url: str) -> str:

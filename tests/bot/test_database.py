@@ -3,6 +3,7 @@ second run of work that may have been committed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -71,3 +72,23 @@ async def test_work_that_reached_its_commit_is_not_run_again(pg_url: str) -> Non
     rows = await db.run(lambda s: s.execute(text("SELECT n FROM t")).scalars().all())
     assert rows == [1]
     engine.dispose()
+
+
+async def test_units_of_work_under_load_reuse_as_many_connections_as_workers(pg_url: str) -> None:
+    """More units of work than workers wait their turn; the connections they use stay open for the next ones (the
+    pool used to open and close a PostgreSQL connection for most units of work under load)."""
+    engine = make_engine(pg_url, pre_ping=False, pool_size=4)
+    db = Database(engine, workers=4)
+
+    def unit(session: Session) -> int:
+        pid = int(session.execute(text("SELECT pg_backend_pid() FROM pg_sleep(0.02)")).scalar_one())
+        session.commit()
+        return pid
+
+    try:
+        first = await asyncio.gather(*(db.run(unit) for _ in range(40)))
+        second = await asyncio.gather(*(db.run(unit) for _ in range(40)))
+    finally:
+        engine.dispose()
+    assert len(set(first)) <= 4
+    assert set(second) <= set(first)  # the same server processes: no connection was opened again
