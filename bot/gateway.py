@@ -27,7 +27,7 @@ from bot.intake import Intake
 from bot.locks import ConversationLocks, LocalLocks, RedisLocks
 from bot.notifications import NotificationRelay
 from bot.outbox import Outbox
-from bot.rasa_client import RasaClient
+from bot.rasa_client import IN_FLIGHT, RasaClient
 from bot.router import Router
 from bot.texts import GatewayTexts
 from dvcbot.db import create_schema, make_engine
@@ -90,10 +90,11 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
     locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()
     texts = GatewayTexts.load()
     try:
-        # Keep every connection that was needed: httpx keeps 20 by default, and under load each call beyond those
-        # opened (and the server accepted) a new TCP connection to Rasa.
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)) as http:
-            rasa = RasaClient(settings.rasa_url, _secret(settings.rasa_token), settings.rasa_timeout, http)
+        # Rasa has a client of its own, with a connection kept for each message that may be in flight: the shared
+        # one keeps 20 and opened a new TCP connection for each call beyond those.
+        rasa_limits = httpx.Limits(max_connections=IN_FLIGHT + 4, max_keepalive_connections=IN_FLIGHT + 4)
+        async with httpx.AsyncClient() as http, httpx.AsyncClient(limits=rasa_limits) as rasa_http:
+            rasa = RasaClient(settings.rasa_url, _secret(settings.rasa_token), settings.rasa_timeout, rasa_http)
             telegram, zalo = build_channels(settings, db, http, texts, telegram_limits)
             channels: dict[str, PushChannel] = {c.name: c for c in (telegram, zalo) if c is not None}
             outbox = Outbox(db, channels)

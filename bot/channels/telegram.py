@@ -157,7 +157,7 @@ def build_application(token: str, api_base: str, limits: TelegramLimits) -> Appl
     base = api_base.rstrip("/")
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = ApplicationBuilder()
     return (builder.token(token).base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
-            .updater(None).job_queue(None).rate_limiter(limits).connection_pool_size(128).pool_timeout(10)
+            .updater(None).job_queue(None).rate_limiter(limits).connection_pool_size(32).pool_timeout(10)
             .build())
 
 

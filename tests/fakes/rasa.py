@@ -24,6 +24,7 @@ class FakeRasa:
     received: list[dict[str, Any]] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
+    max_total_in_flight: int = 0  # messages of all senders at once
     replies: list[dict[str, Any]] | None = None  # answer this instead of the echo
     script: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # answers to particular messages
 
@@ -37,6 +38,7 @@ class FakeRasa:
         sender = body["sender"]
         self.in_flight[sender] = self.in_flight.get(sender, 0) + 1
         self.max_in_flight[sender] = max(self.max_in_flight.get(sender, 0), self.in_flight[sender])
+        self.max_total_in_flight = max(self.max_total_in_flight, sum(self.in_flight.values()))
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
