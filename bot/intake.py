@@ -109,7 +109,7 @@ class Intake:
             # lock; one stored by another replica is drained there. So the queue is read once, not again at the end.
             self._queued.discard(key)
             while True:
-                pending = await self.db.run(lambda s: self._pending(s, key))
+                pending = await self.db.run(lambda s: self._pending(s, key), autocommit=True)
                 for row_id, data, received_at in pending:
                     if not await self._process(row_id, IncomingMessage.from_json(data), received_at):
                         return  # keep the order: later updates wait for this one's retry

@@ -102,7 +102,7 @@ class Router:
             pending = conv.mode == "bot" and rating_ticket(session, conv.id) is not None
             return _State(conv.id, conv.mode, pending)
 
-        state = await self.db.run(open_)
+        state = await self.db.run(open_, autocommit=True)  # reads, or one insert
         handoff = self.handoff
         hook: Hook | None = None
         replies: list[OutgoingMessage] = []
@@ -195,7 +195,9 @@ class Router:
             ).all()
             return status or "missing", [message_out(r) for r in rows]
 
-        return await self.db.run(query)
+        # no transaction: an answer committed between the two reads shows up as replies under "pending"; the client
+        # asks again
+        return await self.db.run(query, autocommit=True)
 
     async def history(self, conversation_id: int, after: int, limit: int = 100) -> list[OutgoingMessage]:
         """Replies (bot, staff, system) of a conversation with an id above ``after``."""
@@ -209,4 +211,4 @@ class Router:
             ).all()
             return [message_out(r) for r in rows]
 
-        return await self.db.run(query)
+        return await self.db.run(query, autocommit=True)

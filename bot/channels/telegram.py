@@ -228,7 +228,7 @@ class Telegram:
             return session.scalar(select(ButtonPayload.payload).where(ButtonPayload.id == int(ref))) \
                 if ref.isdigit() else None
 
-        payload = await self.db.run(lookup)
+        payload = await self.db.run(lookup, autocommit=True)
         if payload is None:
             return msg
         return IncomingMessage(msg.channel, msg.user_id, payload, display_name=msg.display_name,

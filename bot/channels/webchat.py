@@ -42,7 +42,7 @@ async def _conversation_id(request: Request) -> int | None:
     def lookup(session: Session) -> int | None:
         return session.scalar(select(WebchatSession.conversation_id).where(WebchatSession.token_hash == digest))
 
-    return await db_of(request).run(lookup)
+    return await db_of(request).run(lookup, autocommit=True)
 
 
 async def create_session(request: Request) -> Response:
@@ -99,7 +99,7 @@ async def post_message(request: Request) -> Response:
         assert conv is not None
         return conv.key
 
-    key = await db_of(request).run(key_of)
+    key = await db_of(request).run(key_of, autocommit=True)
     user_id = key.split(":", 1)[1]
     if point is not None:
         msg = IncomingMessage.location(CHANNEL, user_id, *point)

@@ -92,3 +92,21 @@ async def test_units_of_work_under_load_reuse_as_many_connections_as_workers(pg_
         engine.dispose()
     assert len(set(first)) <= 4
     assert set(second) <= set(first)  # the same server processes: no connection was opened again
+
+
+async def test_autocommit_units_run_each_statement_on_its_own_and_leave_the_pool_transactional(pg_url: str) -> None:
+    engine = make_engine(pg_url, pre_ping=False, pool_size=1)
+    db = Database(engine, workers=1)  # one connection: both kinds of unit share it
+
+    def two_clocks(session: Session) -> bool:
+        """Whether two statements saw the same transaction start (``now()``)."""
+        first = session.execute(text("SELECT now() FROM pg_sleep(0.01)")).scalar_one()
+        second = session.execute(text("SELECT now()")).scalar_one()
+        return bool(first == second)
+
+    try:
+        assert await db.run(two_clocks) is True
+        assert await db.run(two_clocks, autocommit=True) is False
+        assert await db.run(two_clocks) is True  # the connection went back to the pool in its usual mode
+    finally:
+        engine.dispose()
