@@ -19,6 +19,7 @@ from nlu.server import (
     compile_action_validation,
     json_logs,
     reuse_past_states,
+    sequential_graph_runs,
     skip_confident_inbox_notes,
 )
 from tests.rasa.conftest import REPO_ROOT
@@ -237,3 +238,58 @@ def test_past_states_are_rasas_and_each_caller_gets_its_own_copy() -> None:
     assert again == rasas(tracker, False, True, {"slots": [], "loops": []}) and len(computed) == 4
     tracker.update(ActionExecuted("action_listen"))  # a new event: computed again
     assert tracker.past_states(domain) == rasas(tracker) and len(computed) == 5
+
+
+def test_the_sequential_graph_runner_gives_what_dask_gives() -> None:
+    """The trained model, loaded once with Rasa's DaskGraphRunner and once with the sequential one: the same parse
+    of held-out messages and the same next action after each."""
+    import asyncio
+
+    import rasa.core.processor
+    from rasa.core.agent import Agent
+    from rasa.engine.runner.dask import DaskGraphRunner
+    from rasa.shared.core.events import ActionExecuted, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from nlu.evaluate import read_examples
+    from tests.conftest import REQUIRE
+
+    fingerprint = REPO_ROOT / "models" / "fingerprint.json"
+    name = json.loads(fingerprint.read_text(encoding="utf-8")).get("model") if fingerprint.is_file() else None
+    model = REPO_ROOT / "models" / str(name)
+    if not name or not model.is_file():
+        if REQUIRE:
+            pytest.fail("no trained Rasa model in models/ (run `make model`)")
+        pytest.skip("no trained Rasa model in models/ (run `make model`)")
+
+    texts = [e.text for e in read_examples(REPO_ROOT / "data" / "heldout" / "nlu.yml")][:60]
+    texts += ["", "xin chào", "lệ phí làm căn cước bao nhiêu", "tra hồ sơ", "/human_handoff"]
+
+    def outputs(agent: Any) -> list[tuple[Any, ...]]:
+        async def run() -> list[tuple[Any, ...]]:
+            got = []
+            for text in texts:
+                parsed = await agent.parse_message(text)
+                tracker = DialogueStateTracker.from_events(
+                    "a", [ActionExecuted("action_listen"), UserUttered(text, parsed["intent"], parsed["entities"],
+                                                                        parsed)], agent.domain.slots)
+                prediction = agent.processor._predict_next_with_tracker(tracker)
+                got.append((parsed["intent"], parsed["entities"], parsed["intent_ranking"],
+                            prediction.max_confidence_index, prediction.policy_name, prediction.probabilities))
+            return got
+
+        return asyncio.run(run())
+
+    saved = rasa.core.processor.DaskGraphRunner
+    try:
+        rasa.core.processor.DaskGraphRunner = DaskGraphRunner  # type: ignore[misc]
+        dask_agent = Agent.load(str(model))
+        sequential_graph_runs()
+        sequential_graph_runs()  # idempotent
+        assert rasa.core.processor.DaskGraphRunner is not DaskGraphRunner
+        ours = Agent.load(str(model))
+    finally:
+        rasa.core.processor.DaskGraphRunner = saved  # type: ignore[misc]
+    assert type(dask_agent.processor.graph_runner) is DaskGraphRunner
+    assert type(ours.processor.graph_runner).__name__ == "SequentialGraphRunner"
+    assert outputs(ours) == outputs(dask_agent)
