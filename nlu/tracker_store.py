@@ -11,7 +11,8 @@ when it is the one remembered, nothing was written meanwhile — by this server 
 remembered events are used; otherwise the conversation is read from the database exactly as Rasa does. The
 tracker is rebuilt from the events every time, as Rasa does, so a caller that changes a tracker it got cannot
 change what is remembered. New events are written in one multi-row ``INSERT`` (on PostgreSQL with ``RETURNING``,
-which gives the new head). A message the store remembers thus costs two statements instead of Rasa's five or more.
+which gives the new head). A message the store remembers thus costs two statements instead of Rasa's five or more;
+on PostgreSQL through psycopg2 both go to the driver directly, without SQLAlchemy compiling the insert each time.
 
 Saving a tracker this store returned relies on Rasa's conversation lock (the lock store) as Rasa's own store does:
 between retrieve and save no one else writes the conversation, so its stored events are the ones it was read with.

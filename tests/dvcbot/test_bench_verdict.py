@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.accounting import Tally
 from bench.load import Load, Turn
-from bench.report import verdict
+from bench.report import verdict, why
 from bench.run import StepResult
 
 
@@ -32,3 +32,13 @@ def test_slow_answers_or_missing_ones_do_not_meet_it() -> None:
     assert verdict(paced_step(30.0, 30.0, latency=0.8)).startswith("**NOT MET**")  # p95 over 500 ms
     assert "kept 27.0 msg/s" in verdict(paced_step(30.0, 30.0, latency=0.2, answered_share=0.9))
     assert verdict(paced_step(28.0, 30.0, latency=0.2)).startswith("**NOT MET**")  # citizens sent late
+
+
+def test_for_telegram_the_why_tells_the_wait_for_the_platforms_limit() -> None:
+    step = paced_step(30.0, 30.0, latency=0.7)
+    step.channel = "telegram"
+    step.stages = {"handover": [0.1, 0.4, 0.5, 0.6]}
+    text = why(step)
+    assert "Telegram's limit of 30 messages in any second" in text and "450 ms at the median" in text
+    step.channel = "webchat"
+    assert "Telegram" not in why(step)
