@@ -82,6 +82,8 @@ class Router:
         self.outbox = outbox
         self.max_chars = max_chars
         self.handoff = handoff
+        # replies a web chat request is waiting for, by inbound update: filled when this process commits them
+        self._awaited: dict[int, list[OutgoingMessage] | None] = {}
 
     async def process(self, inbound_id: int, msg: IncomingMessage, received_at: dt.datetime | None = None) -> None:
         """Answer inbound update ``inbound_id`` (holding ``msg``, stored at ``received_at``) and store everything;
@@ -181,11 +183,27 @@ class Router:
         queued = self.outbox.add(session, conv, list(zip(replies, rows, strict=True))) if self.outbox else 0
         first = next((row.id for reply, row in zip(replies, rows, strict=True) if reply.visible), None)
         session.commit()
+        if inbound_id in self._awaited:
+            self._awaited[inbound_id] = [message_out(row) for row in rows]
         metrics.replied(conv.channel, received_at, first, queued > 0)
         return queued
 
+    def await_answer(self, inbound_id: int) -> None:
+        """Keep the replies to ``inbound_id`` in memory if this process answers it (for :meth:`answers`)."""
+        self._awaited.setdefault(inbound_id, None)
+
+    def forget_answer(self, inbound_id: int) -> None:
+        self._awaited.pop(inbound_id, None)
+
     async def answers(self, inbound_id: int) -> tuple[str, list[OutgoingMessage]]:
-        """The status of an inbound update and the replies stored for it."""
+        """The status of an inbound update and the replies stored for it.
+
+        Replies this process committed for an update it was asked to :meth:`await_answer` are returned as they were
+        stored, without reading them back; otherwise (another replica answered it, or it was answered before) they
+        are read from the database."""
+        committed = self._awaited.pop(inbound_id, None)
+        if committed is not None:
+            return "done", committed
 
         def query(session: Session) -> tuple[str, list[OutgoingMessage]]:
             status = session.scalar(select(InboundUpdate.status).where(InboundUpdate.id == inbound_id))

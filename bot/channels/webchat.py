@@ -32,15 +32,19 @@ def _router(request: Request) -> Router:
     return router
 
 
-async def _conversation_id(request: Request) -> int | None:
+async def _conversation(request: Request) -> tuple[int, str] | None:
+    """The id and Rasa sender key of the conversation the request's bearer token opened, in one read."""
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     digest = _hash(token.strip())
 
-    def lookup(session: Session) -> int | None:
-        return session.scalar(select(WebchatSession.conversation_id).where(WebchatSession.token_hash == digest))
+    def lookup(session: Session) -> tuple[int, str] | None:
+        row = session.execute(select(Conversation.id, Conversation.key)
+                              .join(WebchatSession, WebchatSession.conversation_id == Conversation.id)
+                              .where(WebchatSession.token_hash == digest)).first()
+        return None if row is None else (row[0], row[1])
 
     return await db_of(request).run(lookup, autocommit=True)
 
@@ -63,9 +67,10 @@ async def create_session(request: Request) -> Response:
 
 async def post_message(request: Request) -> Response:
     """``POST /api/webchat/messages`` with ``{"text": ...}`` (or a button's ``payload`` and ``title``)."""
-    conversation_id = await _conversation_id(request)
-    if conversation_id is None:
+    conversation = await _conversation(request)
+    if conversation is None:
         return error(401, "missing or unknown session")
+    conversation_id, key = conversation
     data = await read_json(request, MAX_BODY_BYTES)
     if isinstance(data, JSONResponse):
         return data
@@ -94,12 +99,6 @@ async def post_message(request: Request) -> Response:
             return error(413, f"text longer than {limit} characters")
         message_text, shown_text = text, None
 
-    def key_of(session: Session) -> str:
-        conv = session.get(Conversation, conversation_id)
-        assert conv is not None
-        return conv.key
-
-    key = await db_of(request).run(key_of, autocommit=True)
     user_id = key.split(":", 1)[1]
     if point is not None:
         msg = IncomingMessage.location(CHANNEL, user_id, *point)
@@ -109,8 +108,13 @@ async def post_message(request: Request) -> Response:
     platform_id = f"{conversation_id}:{client_id or uuid.uuid4().hex}"
     intake: Intake = request.app.state.intake
     stored = await intake.store(CHANNEL, platform_id, msg)
-    await intake.drain(key)
-    status, replies = await _router(request).answers(stored.id)
+    router = _router(request)
+    router.await_answer(stored.id)
+    try:
+        await intake.drain(key)
+        status, replies = await router.answers(stored.id)
+    finally:
+        router.forget_answer(stored.id)
     if status == "pending":
         return error(503, "the message is stored but could not be answered yet; fetch the answer later")
     cursor = max((r.id or 0 for r in replies), default=None)
@@ -130,9 +134,10 @@ def _point(location: object) -> tuple[float, float] | None:
 
 async def get_messages(request: Request) -> Response:
     """``GET /api/webchat/messages?after=<cursor>`` → replies that arrived after the cursor."""
-    conversation_id = await _conversation_id(request)
-    if conversation_id is None:
+    conversation = await _conversation(request)
+    if conversation is None:
         return error(401, "missing or unknown session")
+    conversation_id = conversation[0]
     after_raw = request.query_params.get("after", "0")
     if not after_raw.isdigit():
         return error(400, "after must be a non-negative integer")

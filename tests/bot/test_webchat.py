@@ -193,3 +193,30 @@ async def test_page_is_served(gateway: str) -> None:
     assert page.status_code == 200 and "Trợ lý dịch vụ công" in page.text
     assert 'name="viewport"' in page.text
     assert script.status_code == 200 and "/api/webchat/messages" in script.text
+
+
+async def test_the_answers_a_post_returns_are_the_ones_stored(database_url: str, engine: Engine,
+                                                              fake_rasa: tuple[FakeRasa, int]) -> None:
+    """The gateway hands a web chat request the replies it just committed without reading them back: they must be
+    what the database holds (the history read gives them from there), and nothing is kept afterwards."""
+    _, rasa_port = fake_rasa
+    settings = Settings(database_url=database_url, rasa_port=rasa_port, rasa_token="test-token",
+                        actions_port=free_port(), rasa_timeout=2.0, webchat_max_chars=500)
+    app = create_app(settings)
+    with serve(app) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            auth = await new_session(client)
+            posted, cursor = [], 0
+            for text in ["một", "hai", "/procedure_fee"]:
+                resp = await client.post("/api/webchat/messages", json={"text": text, "client_id": text},
+                                         headers=auth)
+                assert resp.status_code == 200
+                posted += resp.json()["messages"]
+                cursor = resp.json()["cursor"]
+            again = await client.post("/api/webchat/messages", json={"text": "hai", "client_id": "hai"},
+                                      headers=auth)  # a retry: answered before, read from the database
+            history = (await client.get("/api/webchat/messages", params={"after": 0}, headers=auth)).json()
+        assert app.state.router._awaited == {}
+    assert [m["text"] for m in posted] == ["echo: một", "echo: hai", "echo: /procedure_fee"]
+    assert posted == history["messages"] and cursor == history["cursor"]
+    assert again.json()["messages"] == [posted[1]]
