@@ -23,6 +23,7 @@ from bot.database import WORKERS as DB_WORKERS
 from bot.database import Database
 from bot.handoff import STAFF_CHANNEL, Handoff, HandoffConfig
 from bot.handoff_telegram import StaffGroup
+from bot.http_lanes import HttpLanes
 from bot.intake import Intake
 from bot.locks import ConversationLocks, LocalLocks, RedisLocks
 from bot.notifications import NotificationRelay
@@ -90,11 +91,10 @@ async def running_gateway(settings: Settings, telegram_limits: TelegramLimits | 
     locks: ConversationLocks = RedisLocks(redis_client) if redis_client else LocalLocks()
     texts = GatewayTexts.load()
     try:
-        # Rasa has a client of its own, with a connection kept for each message that may be in flight: the shared
-        # one keeps 20 and opened a new TCP connection for each call beyond those.
-        rasa_limits = httpx.Limits(max_connections=IN_FLIGHT + 4, max_keepalive_connections=IN_FLIGHT + 4)
-        async with httpx.AsyncClient() as http, httpx.AsyncClient(limits=rasa_limits) as rasa_http:
-            rasa = RasaClient(settings.rasa_url, _secret(settings.rasa_token), settings.rasa_timeout, rasa_http)
+        # Rasa has lanes of its own (bot.http_lanes): a kept connection for each message that may be in flight
+        async with httpx.AsyncClient() as http, HttpLanes(IN_FLIGHT) as rasa_lanes:
+            rasa = RasaClient(settings.rasa_url, _secret(settings.rasa_token), settings.rasa_timeout, rasa_lanes,
+                              http)
             telegram, zalo = build_channels(settings, db, http, texts, telegram_limits)
             channels: dict[str, PushChannel] = {c.name: c for c in (telegram, zalo) if c is not None}
             outbox = Outbox(db, channels)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from bot.http_lanes import HttpLanes
 from bot.metrics import RASA_ERRORS, RASA_SECONDS
 
 log = logging.getLogger(__name__)
@@ -29,21 +30,21 @@ IN_FLIGHT = 16  # messages at Rasa at once, per gateway
 
 
 class RasaClient:
-    """Sends citizens' messages to Rasa, at most ``max_in_flight`` at once.
+    """Sends citizens' messages to Rasa, one per lane (:mod:`bot.http_lanes`), so at most ``lanes.count`` at once.
 
     A Rasa server works on one message at a time in its event loop (it only switches while an action runs), so more
     messages in flight only wait there. They cost here too: httpx's pool scans every connection it holds (a
     ``select`` each) whenever a request starts or ends, and with 60 messages in flight that was a fifth of the
-    gateway's CPU time under load. The rest wait for a turn here, within the same ``timeout``.
+    gateway's CPU time under load. The rest wait for a free lane here, within the same ``timeout``.
     """
 
-    def __init__(self, base_url: str, token: str | None, timeout: float, client: httpx.AsyncClient,
-                 max_in_flight: int = IN_FLIGHT) -> None:
+    def __init__(self, base_url: str, token: str | None, timeout: float, lanes: HttpLanes,
+                 http: httpx.AsyncClient) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self.client = client
-        self._turns = asyncio.Semaphore(max_in_flight)
+        self.lanes = lanes
+        self.http = http  # for /status: a health check does not queue behind citizens' messages
 
     async def send(self, sender: str, text: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Send one user message and return Rasa's replies (timed and counted in :mod:`bot.metrics`)."""
@@ -58,21 +59,23 @@ class RasaClient:
 
     async def _send(self, sender: str, text: str, metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
         body = {"sender": sender, "message": text, "metadata": metadata or {}}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._turns.acquire()
+            async with asyncio.timeout_at(deadline):
+                client = await self.lanes.acquire()
         except TimeoutError as exc:
             raise RasaUnavailable(f"no turn at Rasa within {self.timeout:g} s", "timeout") from exc
         try:
-            resp = await self.client.post(
-                f"{self.base_url}/webhooks/rest/webhook", json=body, timeout=self.timeout
-            )
+            # the wait for a lane counts toward the same timeout
+            resp = await client.post(f"{self.base_url}/webhooks/rest/webhook", json=body,
+                                     timeout=max(deadline - loop.time(), 0.001))
         except httpx.TimeoutException as exc:
             raise RasaUnavailable(f"{type(exc).__name__}: {exc}", "timeout") from exc
         except httpx.HTTPError as exc:
             raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            self._turns.release()
+            self.lanes.release(client)
         if resp.status_code != 200:
             raise RasaUnavailable(f"HTTP {resp.status_code}", "http_error")
         try:
@@ -87,7 +90,7 @@ class RasaClient:
         """Rasa's ``/status`` (needs the token); raises ``RasaUnavailable`` when down."""
         params = {"token": self.token} if self.token else {}
         try:
-            resp = await self.client.get(f"{self.base_url}/status", params=params, timeout=3.0)
+            resp = await self.http.get(f"{self.base_url}/status", params=params, timeout=3.0)
             resp.raise_for_status()
             data: dict[str, Any] = resp.json()
         except (httpx.HTTPError, ValueError) as exc:

@@ -40,6 +40,7 @@ from telegram.ext import Application, ApplicationBuilder, filters
 from bot.channels.base import IncomingMessage, OutgoingMessage, RetryLater, Undeliverable, split_text, utf16_len
 from bot.channels.http import error, read_json, webhook_route
 from bot.channels.telegram_limits import TelegramLimits
+from bot.channels.telegram_request import LanesRequest
 from bot.database import Database
 from bot.intake import Intake
 from bot.models import ButtonPayload
@@ -59,6 +60,7 @@ MENU_COMMANDS = re.compile(r"^/(start|help|menu)(@\w+)?(\s|$)", re.IGNORECASE)
 MEDIA = (filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.PHOTO | filters.Document.ALL
          | filters.VIDEO | filters.VIDEO_NOTE | filters.ANIMATION | filters.CONTACT | filters.POLL | filters.Dice.ALL
          | filters.VENUE)
+BOT_API_LANES = 16  # Bot API calls in flight at once (the rate limiter lets about 30 a second through)
 BUTTONS_ONLY_TEXT = "⬇️"  # Telegram needs a text to hang a keyboard on
 
 
@@ -157,8 +159,7 @@ def build_application(token: str, api_base: str, limits: TelegramLimits) -> Appl
     base = api_base.rstrip("/")
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = ApplicationBuilder()
     return (builder.token(token).base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
-            .updater(None).job_queue(None).rate_limiter(limits).connection_pool_size(32).pool_timeout(10)
-            .build())
+            .updater(None).job_queue(None).rate_limiter(limits).request(LanesRequest(BOT_API_LANES)).build())
 
 
 class Telegram:

@@ -27,6 +27,7 @@ class FakeRasa:
     max_total_in_flight: int = 0  # messages of all senders at once
     replies: list[dict[str, Any]] | None = None  # answer this instead of the echo
     script: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # answers to particular messages
+    peers: set[int] = field(default_factory=set)  # the client ports messages came from (one per connection)
 
     def messages(self, sender: str) -> list[str]:
         """The texts Rasa received from ``sender``, in order."""
@@ -35,6 +36,8 @@ class FakeRasa:
     async def webhook(self, request: Request) -> Response:
         body = await request.json()
         self.received.append(body)
+        if request.client is not None:
+            self.peers.add(request.client.port)
         sender = body["sender"]
         self.in_flight[sender] = self.in_flight.get(sender, 0) + 1
         self.max_in_flight[sender] = max(self.max_in_flight.get(sender, 0), self.in_flight[sender])

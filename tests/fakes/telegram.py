@@ -84,6 +84,8 @@ class FakeTelegram:
     topics: dict[int, str] = field(default_factory=dict)  # forum topics created: thread id → name
     closed_topics: set[int] = field(default_factory=set)
     forum: bool = True  # False: createForumTopic is refused (the group is not a forum)
+    delay: float = 0.0  # seconds each call takes
+    peers: set[int] = field(default_factory=set)  # the client ports calls came from (one per connection)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 1
     _next_thread: int = 500
@@ -129,6 +131,11 @@ class FakeTelegram:
         if request.path_params["token"] != self.token:
             return JSONResponse({"ok": False, "error_code": 401, "description": "Unauthorized"}, status_code=401)
         method = request.path_params["method"]
+        if request.client is not None:
+            with self._lock:
+                self.peers.add(request.client.port)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         form = await request.form()
         params = {k: _decode(v) if k != "text" else v for k, v in form.items() if isinstance(v, str)}
         failure = self.fail(method, params) if self.fail and method in SEND_METHODS else None
