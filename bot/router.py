@@ -26,7 +26,7 @@ from bot.channels.base import Button, IncomingMessage, OutgoingMessage
 from bot.database import Database
 from bot.handoff import STAFF_CHANNEL, Handoff, rating_ticket
 from bot.models import Conversation, InboundUpdate, Message, finish_inbound, utcnow
-from bot.outbox import Outbox
+from bot.outbox import Claimed, Outbox, inserted
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.texts import GatewayTexts
 from dvcbot.logs import conversation_context
@@ -125,10 +125,12 @@ class Router:
                     return handoff.after_bot(session, conv, answered, state.mode != "bot" or state.rating_pending)
 
                 hook = after_bot
-        queued = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg, replies, hook,
-                                                          received_at))
-        if (queued or hook is not None) and self.outbox:  # the handoff may have queued posts for staff
-            self.outbox.notify()
+        handed, waiting = await self.db.run(lambda s: self._commit(s, inbound_id, state.conversation_id, msg,
+                                                                    replies, hook, received_at))
+        if self.outbox:
+            self.outbox.hand(handed)
+            if waiting:  # rows for the worker: the citizen's chat was busy, or the handoff posted for staff
+                self.outbox.notify()
 
     @staticmethod
     def _drop(session: Session, inbound_id: int) -> None:
@@ -160,10 +162,12 @@ class Router:
 
     def _commit(self, session: Session, inbound_id: int, conversation_id: int, msg: IncomingMessage,
                 replies: list[OutgoingMessage], hook: Hook | None = None,
-                received_at: dt.datetime | None = None) -> int:
+                received_at: dt.datetime | None = None) -> tuple[list[Claimed], int]:
+        """Store the exchange; returns the outbox rows to hand to a sender, and how many more rows wait for the
+        outbox's worker."""
         if not finish_inbound(session, inbound_id):
             session.rollback()  # processed meanwhile by another replica: keep its answer
-            return 0
+            return [], 0
         conv = session.get(Conversation, conversation_id)
         assert conv is not None
         payload: dict[str, Any] = {"payload": msg.text} if msg.shown_text else {}
@@ -180,13 +184,14 @@ class Router:
         if msg.display_name:
             conv.display_name = msg.display_name
         session.flush()
-        queued = self.outbox.add(session, conv, list(zip(replies, rows, strict=True))) if self.outbox else 0
+        queued, handed = (self.outbox.add_leased(session, conv, list(zip(replies, rows, strict=True)))
+                          if self.outbox else (0, []))
         first = next((row.id for reply, row in zip(replies, rows, strict=True) if reply.visible), None)
         session.commit()
         if inbound_id in self._awaited:
             self._awaited[inbound_id] = [message_out(row) for row in rows]
         metrics.replied(conv.channel, received_at, first, queued > 0)
-        return queued
+        return handed, inserted(session) - len(handed)
 
     def await_answer(self, inbound_id: int) -> None:
         """Keep the replies to ``inbound_id`` in memory if this process answers it (for :meth:`answers`)."""
