@@ -26,6 +26,13 @@ nodes. :func:`sequential_graph_runs` makes Rasa load its models with a runner th
 same inputs one after the other, in an order worked out once per set of targets (Rasa 19 ms of CPU per message
 instead of 21-23 in make bench's steady steps).
 
+Rasa opens a new HTTP session, and so a new TCP connection, for every call to the action server
+(``EndpointConfig.request``), and the action server accepts a new connection each time: 3-4 % of a Rasa server's
+time under load here. :func:`keep_endpoint_connections` gives each endpoint one session per event loop, with
+Rasa's own headers, authentication and timeout, whose idle connections are kept for 2 s (the action server, Sanic,
+closes them after 5 s, HAProxy after 10 s; reusing one the server has just closed would fail the call). A call
+still fails as before when the server is down, and the next one connects anew.
+
 With ``DVCBOT_LOG_FORMAT=json``, :func:`json_logs` puts :mod:`dvcbot.logs`'s handler where Rasa would install
 coloredlogs: one JSON object per line, personal numbers masked, ``role`` "rasa", like the gateway and the action
 server. Otherwise Rasa logs as it always does.
@@ -46,6 +53,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +61,9 @@ _INSTALLED = "_dvcbot_compiled_validation"
 _CACHED = "_dvcbot_cached_event_types"
 _FILTERED = "_dvcbot_inbox_filter"
 _REUSED = "_dvcbot_reused_past_states"
+_KEPT = "_dvcbot_kept_session"
+_SESSIONS: dict[int, tuple[Any, Any, Any]] = {}  # id(endpoint) -> (weak reference to it, event loop, session)
+KEEPALIVE_SECONDS = 2.0  # below the action server's 5 s (Sanic's default) and HAProxy's 10 s
 NOTE_ACTION = "action_note_message"  # actions/editor/inbox_action.py
 FALLBACK_INTENT = "nlu_fallback"  # recorded by action_fallback instead
 
@@ -230,6 +241,53 @@ def skip_confident_inbox_notes(threshold: str | None = None) -> bool:
     return True
 
 
+class _Kept:
+    """``async with`` on a kept session: hands it out and leaves it open."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> Any:
+        return self.session
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def keep_endpoint_connections() -> None:
+    """Make ``EndpointConfig.session()`` hand out one kept session per endpoint and event loop."""
+    import asyncio
+
+    import aiohttp
+    from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
+
+    if getattr(EndpointConfig.session, _KEPT, False):
+        return
+    original: Callable[..., Any] = EndpointConfig.session
+
+    def session(self: Any) -> Any:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not called from a coroutine: a session of its own, as Rasa makes it
+            return original(self)
+        # by id (an EndpointConfig is not hashable), checked against a weak reference: nothing is added to the
+        # endpoint itself, which Rasa may copy
+        kept = _SESSIONS.get(id(self))
+        if kept is None or kept[0]() is not self or kept[1] is not loop or kept[2].closed:
+            auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) \
+                if self.basic_auth else None
+            connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
+            kept = (weakref.ref(self), loop, aiohttp.ClientSession(
+                connector=connector, headers=self.headers, auth=auth,
+                timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT)))
+            _SESSIONS[id(self)] = kept
+        return _Kept(kept[2])
+
+    setattr(session, _KEPT, True)
+    session.__wrapped__ = original  # type: ignore[attr-defined]
+    EndpointConfig.session = session  # type: ignore[method-assign]
+
+
 def json_logs() -> None:
     """With ``DVCBOT_LOG_FORMAT=json``, replace Rasa's coloured console logging by dvcbot's JSON lines."""
     if os.environ.get("DVCBOT_LOG_FORMAT", "text") != "json":
@@ -260,6 +318,7 @@ def main() -> None:
     cache_event_types()
     reuse_past_states()
     sequential_graph_runs()
+    keep_endpoint_connections()
     skip_confident_inbox_notes()
     json_logs()
     from rasa.__main__ import main as rasa_main

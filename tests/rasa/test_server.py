@@ -293,3 +293,58 @@ def test_the_sequential_graph_runner_gives_what_dask_gives() -> None:
     assert type(dask_agent.processor.graph_runner) is DaskGraphRunner
     assert type(ours.processor.graph_runner).__name__ == "SequentialGraphRunner"
     assert outputs(ours) == outputs(dask_agent)
+
+
+def test_endpoint_calls_share_a_kept_connection_with_rasas_headers_and_token() -> None:
+    import asyncio
+    import socket
+
+    from aiohttp import ClientError, web
+    from rasa.utils.endpoints import EndpointConfig
+
+    from nlu.server import keep_endpoint_connections
+
+    keep_endpoint_connections()
+    keep_endpoint_connections()  # idempotent
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    seen: list[tuple[int, str | None, str | None, Any]] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        seen.append((peer[1] if peer else 0, request.headers.get("X-Post-Office"), request.query.get("token"),
+                     await request.json()))
+        return web.json_response({"events": [], "responses": [{"text": "dạ"}]})
+
+    async def serving() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_post("/webhook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    async def scenario() -> list[str]:
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X-Post-Office": "Hà Nội"},
+                                  token="bí-mật")
+        outcomes = []
+        runner = await serving()
+        for i in range(3):
+            answer = await endpoint.request(json={"next_action": f"a{i}"}, method="post")
+            outcomes.append(answer["responses"][0]["text"])
+        await runner.cleanup()  # the action server goes away ...
+        try:
+            await endpoint.request(json={"next_action": "down"}, method="post")
+            outcomes.append("answered")
+        except ClientError:
+            outcomes.append("failed")
+        runner = await serving()  # ... and comes back: the next call connects anew
+        outcomes.append((await endpoint.request(json={"next_action": "again"}, method="post"))["responses"][0]["text"])
+        await runner.cleanup()
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["dạ", "dạ", "dạ", "failed", "dạ"]
+    assert [s[3]["next_action"] for s in seen] == ["a0", "a1", "a2", "again"]
+    assert {(s[1], s[2]) for s in seen} == {("Hà Nội", "bí-mật")}
+    assert len({s[0] for s in seen[:3]}) == 1  # three calls, one connection
