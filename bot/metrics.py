@@ -60,6 +60,10 @@ REPLY_SECONDS = Histogram("dvcbot_reply_seconds", "End to end: update stored -> 
 OUTBOX_SENDS = Counter("dvcbot_outbox_sends", "Outbox send attempts by outcome: sent, retry (429/5xx/network, "
                        "tried again later), failed (refused for good), error (unexpected; tried again later)",
                        ["channel", "outcome"])
+PLATFORM_LIMIT_WAIT = Histogram("dvcbot_platform_limit_wait_seconds", "How long a platform call waited for the "
+                                "bot's flood limits before it went out (Telegram: 30 calls in any second per bot, "
+                                "3 in 3 s per chat, 20 a minute per group), per channel", ["channel"],
+                                buckets=LATENCY_BUCKETS)
 HANDOFF_WAIT = Histogram("dvcbot_handoff_wait_seconds", "How long a ticket waited before a staff member claimed it "
                          "(first claim; tickets staff opened themselves excluded)", buckets=WAIT_BUCKETS)
 

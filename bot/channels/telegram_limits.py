@@ -15,11 +15,13 @@ which stores the delay with the row, so that a wait survives a restart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram.ext import BaseRateLimiter
 
+from bot.metrics import PLATFORM_LIMIT_WAIT
 from bot.ratelimit import Window, Windows
 
 JSONDict = dict[str, Any]
@@ -59,10 +61,12 @@ class TelegramLimits(BaseRateLimiter[None]):
         """Wait for room in the chat's, the group's and the bot's windows, then make the call."""
         chat_id = data.get("chat_id")
         if chat_id is not None:
+            started = time.perf_counter()
             key = str(chat_id)
             await self.chats.acquire(key)
             if key.startswith(("-", "@")):  # groups, supergroups and channels
                 await self.groups.acquire(key)
             await self.spacing.acquire()
             await self.bot.acquire()  # last: its stamp is when the call goes out
+            PLATFORM_LIMIT_WAIT.labels("telegram").observe(time.perf_counter() - started)
         return await callback(*args, **kwargs)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channels.telegram_limits import TelegramLimits
+from bot.metrics import PLATFORM_LIMIT_WAIT
 from bot.models import ButtonPayload, InboundUpdate, Message, OutboxEntry
 from tests.bot.helpers import Channels, eventually, make_channels, max_in_window
 from tests.fakes.rasa import FakeRasa
@@ -283,6 +284,11 @@ async def test_updates_needing_no_answer_are_acknowledged(channels: Channels) ->
     assert channels.count(InboundUpdate) == 0
 
 
+def sample(histogram: Any, suffix: str) -> float:
+    """A value of one labelled histogram (``_count``, ``_sum``) as /metrics shows it."""
+    return next(s.value for m in histogram.collect() for s in m.samples if s.name.endswith(suffix))
+
+
 async def test_the_bots_limit_is_30_in_any_second_shared_by_the_replicas() -> None:
     """Shape of the per-bot limit (not its speed): 30 calls in any second, spaced, split between replicas."""
     from bot.channels.telegram_limits import for_replicas
@@ -296,10 +302,15 @@ async def test_the_bots_limit_is_30_in_any_second_shared_by_the_replicas() -> No
         calls.append(time.monotonic())
         return True
 
+    waits = PLATFORM_LIMIT_WAIT.labels("telegram")
+    before = (sample(waits, "_count"), sample(waits, "_sum"))
     start = time.monotonic()
     await asyncio.gather(*(one.process_request(call, (), {}, "sendMessage", {"chat_id": 9000 + i}, None)
                            for i in range(45)))
     assert len(calls) == 45 and max_in_window(calls, 0.99) <= 30
+    # every call's wait is measured (/metrics): the 15 beyond the first second's 30 waited for it
+    assert sample(waits, "_count") - before[0] == 45
+    assert sample(waits, "_sum") - before[1] > 15 * 0.3
     assert time.monotonic() - start >= 0.99  # the 31st waited for the first second to pass
     first = calls[:30]  # went out as soon as the spacing allowed
     assert min(b - a for a, b in itertools.pairwise(first)) >= 1 / 60 - 0.001  # never bunched up
