@@ -179,13 +179,14 @@ def account_webchat(turns: list[Turn], engine: Engine) -> Tally:
 
 
 def stage_times(turns: list[Turn], engine: Engine, clock_offset: float) -> dict[str, list[float]]:
-    """Per answered turn, seconds spent: webhook → stored, stored → processed (Rasa included), processed → handed.
+    """Per answered turn, seconds spent: webhook → stored, stored → processed (Rasa included), processed → handed;
+    and webhook → processed (``ready``: the reply committed, ready for the platform; the bot's own part).
 
     ``clock_offset`` converts the fake's monotonic arrival times to wall-clock time (``time.time() - monotonic``).
     """
     refs = {(f"{BOT_ID}:{t.ref}" if t.channel == "telegram" else t.ref): t for t in turns if t.first is not None}
     keys = conversation_keys(turns, engine)
-    out: dict[str, list[float]] = {"intake": [], "processing": [], "handover": []}
+    out: dict[str, list[float]] = {"intake": [], "processing": [], "handover": [], "ready": []}
     with Session(engine) as session:
         rows = session.execute(select(InboundUpdate.platform_id, InboundUpdate.received_at,
                                       InboundUpdate.processed_at)
@@ -199,4 +200,5 @@ def stage_times(turns: list[Turn], engine: Engine, clock_offset: float) -> dict[
         out["intake"].append(received - turn.sent_wall)
         out["processing"].append(processed - received)
         out["handover"].append(turn.first + clock_offset - processed)
+        out["ready"].append(processed - turn.sent_wall)
     return out

@@ -113,10 +113,11 @@ def verdict(step: StepResult) -> str:
 
 def stages_table(steps: list[StepResult]) -> list[str]:
     lines = ["| replicas | channel | load | webhook → stored (median / p95 ms) | stored → processed: lock, Rasa, "
-             "actions, commit | processed → handed to the platform |", "|---:|---|---|---|---|---|"]
+             "actions, commit | processed → handed to the platform | webhook → processed: the bot's own part |",
+             "|---:|---|---|---|---|---|---|"]
     for s in steps:
         cells = []
-        for key in ("intake", "processing", "handover"):
+        for key in ("intake", "processing", "handover", "ready"):
             values = sorted(s.stages.get(key, []))
             cells.append(f"{ms(median(values))} / {ms(percentile(values, 95))}")
         lines.append(f"| {s.replicas} | {s.channel} | {s.load.citizens} citizens, {s.mode} | " + " | ".join(cells)
@@ -164,11 +165,17 @@ def why(step: StepResult) -> str:
             f"for other work; each Rasa server's event loop (one core at most) was {rasa_core:.0f} % busy")
     text += " — saturated" if rasa_core >= 80 else ""
     handover = sorted(step.stages.get("handover", []))
+    ready = sorted(step.stages.get("ready", []))
     if step.channel == "telegram" and handover:
         text += (f"; from the stored answer to the platform (the outbox, which keeps under Telegram's limit of "
                  f"{TARGET_RATE:.0f} messages in any second per bot) took {ms(median(handover))} ms at the median, "
                  f"{ms(percentile(handover, 95))} ms at p95: offered {TARGET_RATE:.0f} msg/s, exactly that limit, a "
                  "burst of messages leaves a queue that the limit lets drain only when fewer come in")
+        if ready:
+            p95 = percentile(ready, 95) or 0.0
+            text += (f"; the bot's own part, from webhook received to the reply committed for the platform, took "
+                     f"{ms(median(ready))} ms at the median, {ms(p95)} ms at p95 "
+                     f"({'within' if p95 <= TARGET_P95 else 'over'} the {TARGET_P95 * 1000:.0f} ms)")
     return text
 
 

@@ -42,3 +42,15 @@ def test_for_telegram_the_why_tells_the_wait_for_the_platforms_limit() -> None:
     assert "Telegram's limit of 30 messages in any second" in text and "450 ms at the median" in text
     step.channel = "webchat"
     assert "Telegram" not in why(step)
+
+
+def test_for_telegram_the_why_gives_the_bots_own_part_apart_from_that_wait() -> None:
+    step = paced_step(30.0, 30.0, latency=0.7)
+    step.channel = "telegram"
+    step.stages = {"handover": [0.5] * 20, "ready": [0.1] * 18 + [0.3, 0.6]}
+    text = why(step)
+    assert "the bot's own part, from webhook received to the reply committed for the platform, took 100 ms at the " \
+           "median" in text
+    assert "(over the 500 ms)" in text  # p95 of the 20: between 0.3 and 0.6
+    step.stages["ready"] = [0.1] * 20
+    assert "100 ms at p95 (within the 500 ms)" in why(step)
