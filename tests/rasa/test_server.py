@@ -331,7 +331,7 @@ def test_endpoint_calls_share_a_kept_connection_with_rasas_headers_and_token() -
         outcomes = []
         runner = await serving()
         for i in range(3):
-            answer = await endpoint.request(json={"next_action": f"a{i}"}, method="post")
+            answer = await endpoint.request(json={"next_action": f"a{i}", "tracker": TRACKER}, method="post")
             outcomes.append(answer["responses"][0]["text"])
         await runner.cleanup()  # the action server goes away ...
         try:
@@ -346,5 +346,26 @@ def test_endpoint_calls_share_a_kept_connection_with_rasas_headers_and_token() -
 
     assert asyncio.run(scenario()) == ["dạ", "dạ", "dạ", "failed", "dạ"]
     assert [s[3]["next_action"] for s in seen] == ["a0", "a1", "a2", "again"]
+    assert all(s[3]["tracker"] == json.loads(json.dumps(TRACKER)) for s in seen[:3])  # the same JSON arrived
     assert {(s[1], s[2]) for s in seen} == {("Hà Nội", "bí-mật")}
     assert len({s[0] for s in seen[:3]}) == 1  # three calls, one connection
+
+
+TRACKER: dict[str, Any] = {  # the shape Rasa sends the action server, with what is awkward to encode
+    "sender_id": "telegram:123456789",
+    "slots": {"procedure": "khai_sinh", "dossier_code": None, "verified": False, "attempts": 2.0},
+    "latest_message": {"text": "cho em hỏi làm giấy khai sinh/ hộ tịch cần gì ạ? \"gấp\" \u0000",
+                       "intent": {"name": "ask_procedure", "confidence": 0.8765432109876543},
+                       "intent_ranking": [{"name": "ask_fee", "confidence": 1.2345678901234567e-05}]},
+    "events": [{"event": "user", "timestamp": 1764201234.5678911, "text": "xin chào 👋"},
+               {"event": "slot", "name": "huge", "value": 2 ** 70}],
+}
+
+
+def test_fast_dumps_writes_the_json_the_standard_library_writes() -> None:
+    from nlu.server import fast_dumps
+
+    assert json.loads(fast_dumps(TRACKER)) == json.loads(json.dumps(TRACKER))
+    assert json.loads(fast_dumps({"x": 2 ** 70, "y": float("nan")}))["x"] == 2 ** 70
+    with pytest.raises(TypeError):
+        fast_dumps({"x": {1, 2}})  # what neither can encode fails as it did
