@@ -40,6 +40,20 @@ INVALID: list[dict[str, Any]] = [
 ]
 
 
+def trained_model() -> Path:
+    """The model ``make model`` trained (the test fails without one when services are required, else skips)."""
+    from tests.conftest import REQUIRE
+
+    fingerprint = REPO_ROOT / "models" / "fingerprint.json"
+    name = json.loads(fingerprint.read_text(encoding="utf-8")).get("model") if fingerprint.is_file() else None
+    model = REPO_ROOT / "models" / str(name)
+    if not name or not model.is_file():
+        if REQUIRE:
+            pytest.fail("no trained Rasa model in models/ (run `make model`)")
+        pytest.skip("no trained Rasa model in models/ (run `make model`)")
+    return model
+
+
 def rasa_judges(answer: dict[str, Any]) -> bool:
     """Rasa's own check, as it runs without nlu/server.py."""
     try:
@@ -252,15 +266,8 @@ def test_the_sequential_graph_runner_gives_what_dask_gives() -> None:
     from rasa.shared.core.trackers import DialogueStateTracker
 
     from nlu.evaluate import read_examples
-    from tests.conftest import REQUIRE
 
-    fingerprint = REPO_ROOT / "models" / "fingerprint.json"
-    name = json.loads(fingerprint.read_text(encoding="utf-8")).get("model") if fingerprint.is_file() else None
-    model = REPO_ROOT / "models" / str(name)
-    if not name or not model.is_file():
-        if REQUIRE:
-            pytest.fail("no trained Rasa model in models/ (run `make model`)")
-        pytest.skip("no trained Rasa model in models/ (run `make model`)")
+    model = trained_model()
 
     texts = [e.text for e in read_examples(REPO_ROOT / "data" / "heldout" / "nlu.yml")][:60]
     texts += ["", "xin chào", "lệ phí làm căn cước bao nhiêu", "tra hồ sơ", "/human_handoff"]
@@ -369,3 +376,57 @@ def test_fast_dumps_writes_the_json_the_standard_library_writes() -> None:
     assert json.loads(fast_dumps({"x": 2 ** 70, "y": float("nan")}))["x"] == 2 ** 70
     with pytest.raises(TypeError):
         fast_dumps({"x": {1, 2}})  # what neither can encode fails as it did
+
+
+def test_fast_count_vectors_give_rasas_own_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trained model's three CountVectorsFeaturizers, on held-out messages: the same COO matrices (shape, types,
+    order, values) as Rasa's own code, for every message, whether its tokens were seen before or not."""
+    from rasa.core.agent import Agent
+    from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
+    from rasa.nlu.tokenizers.tokenizer import Tokenizer
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.message import Message
+
+    from nlu.evaluate import read_examples
+    from nlu.server import fast_count_vectors
+
+    model = trained_model()
+    nodes = Agent.load(str(model)).processor.graph_runner._instantiated_nodes.values()
+    components = [node._component for node in nodes]
+    tokenizer = next(c for c in components if isinstance(c, Tokenizer))
+    featurizers = [c for c in components if isinstance(c, CountVectorsFeaturizer)]
+    assert len(featurizers) == 3
+
+    texts = [e.text for e in read_examples(REPO_ROOT / "data" / "heldout" / "nlu.yml")]
+    texts += ["xin chào", "xin chào", "zzqx kkkk 12345 !!!", "lệ phí làm căn cước bao nhiêu", "/human_handoff"]
+    original = getattr(CountVectorsFeaturizer._create_features, "__wrapped__", CountVectorsFeaturizer._create_features)
+    fast_count_vectors(cache_size=50)  # small: the remembered counts are also dropped and made again
+    fast_count_vectors()  # idempotent
+    fast = CountVectorsFeaturizer._create_features
+    assert fast is not original
+
+    def same(a: Any, b: Any) -> bool:
+        if a is None or b is None:
+            return a is None and b is None
+        return (a.format, a.shape, a.dtype, a.row.dtype, a.col.dtype) == (b.format, b.shape, b.dtype, b.row.dtype,
+                                                                        b.col.dtype) \
+            and (a.row == b.row).all() and (a.col == b.col).all() and (a.data == b.data).all()
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    transforms = []
+    transform = CountVectorizer.transform
+    monkeypatch.setattr(CountVectorizer, "transform", lambda self, docs: transforms.append(1) or transform(self, docs))
+    compared = 0
+    for text in texts * 2:  # the second time round, every token's counts are remembered
+        message = Message({TEXT: text})
+        tokenizer.process([message])
+        for featurizer in featurizers:
+            tokens = featurizer._get_processed_message_tokens_by_attribute(message, TEXT)
+            ours = fast(featurizer, TEXT, [tokens])
+            assert not transforms  # the fast path, not Rasa's
+            rasas = original(featurizer, TEXT, [tokens])
+            transforms.clear()
+            assert all(same(a, b) for a, b in zip(ours[0] + ours[1], rasas[0] + rasas[1], strict=True)), text
+            compared += 1
+    assert compared == len(texts) * 2 * 3
