@@ -8,13 +8,15 @@ is an ``HTTPXRequest`` of one connection, and a call takes a free lane, waiting 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telegram._utils.types import ODVInput  # the type of PTB's own signature
 from telegram.error import TimedOut
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
 from bot.http_lanes import Lanes
+
+if TYPE_CHECKING:
+    from telegram._utils.types import ODVInput  # the type of PTB's own signature (a private module)
 
 
 class LanesRequest(BaseRequest):
