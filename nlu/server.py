@@ -29,8 +29,8 @@ instead of 21-23 in make bench's steady steps).
 Rasa opens a new HTTP session, and so a new TCP connection, for every call to the action server
 (``EndpointConfig.request``), and the action server accepts a new connection each time: 3-4 % of a Rasa server's
 time under load here. :func:`keep_endpoint_connections` gives each endpoint one session per event loop, with
-Rasa's own headers, authentication and timeout, whose idle connections are kept for 2 s (the action server, Sanic,
-closes them after 5 s, HAProxy after 10 s; reusing one the server has just closed would fail the call). A call
+Rasa's own headers, authentication and timeout, whose idle connections are kept for 2 s (HAProxy closes them
+after 10 s, the action server after 120 s; reusing one the other side has just closed would fail the call). A call
 still fails as before when the server is down, and the next one connects anew. The session writes the JSON bodies
 (for the action server: the whole conversation) with ujson, which gives the same JSON as the standard library
 (floats included) three to four times faster; what ujson cannot encode goes through ``json.dumps`` as before.
@@ -75,7 +75,7 @@ _KEPT = "_dvcbot_kept_session"
 _SESSIONS: dict[int, tuple[Any, Any, Any]] = {}  # id(endpoint) -> (weak reference to it, event loop, session)
 _FAST = "_dvcbot_fast_count_vectors"
 TOKEN_CACHE = 50_000  # tokens whose counts a vectorizer remembers (then it starts again)
-KEEPALIVE_SECONDS = 2.0  # below the action server's 5 s (Sanic's default) and HAProxy's 10 s
+KEEPALIVE_SECONDS = 2.0  # below HAProxy's 10 s (docker/haproxy.cfg) and the action server's 120 s (rasa-sdk's)
 NOTE_ACTION = "action_note_message"  # actions/editor/inbox_action.py
 FALLBACK_INTENT = "nlu_fallback"  # recorded by action_fallback instead
 
@@ -310,6 +310,30 @@ def keep_endpoint_connections() -> None:
     setattr(session, _KEPT, True)
     session.__wrapped__ = original  # type: ignore[attr-defined]
     EndpointConfig.session = session  # type: ignore[method-assign]
+
+    import rasa.core.run
+
+    close_resources: Callable[..., Any] = rasa.core.run.close_resources
+
+    async def closing_resources(app: Any, loop: Any) -> None:
+        """Rasa's own clean-up when the server stops, then the kept sessions (else aiohttp logs an error each)."""
+        try:
+            await close_resources(app, loop)
+        finally:
+            await close_kept_sessions()
+
+    rasa.core.run.close_resources = closing_resources  # registered by serve_application, which reads it later
+
+
+async def close_kept_sessions() -> None:
+    """Close the kept sessions of the running event loop."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    for key, (_, owner, session) in list(_SESSIONS.items()):
+        if owner is loop:
+            del _SESSIONS[key]
+            await session.close()
 
 
 def fast_count_vectors(cache_size: int = TOKEN_CACHE) -> None:

@@ -305,7 +305,9 @@ def test_the_sequential_graph_runner_gives_what_dask_gives() -> None:
 def test_endpoint_calls_share_a_kept_connection_with_rasas_headers_and_token() -> None:
     import asyncio
     import socket
+    import types
 
+    import rasa.core.run
     from aiohttp import ClientError, web
     from rasa.utils.endpoints import EndpointConfig
 
@@ -348,6 +350,10 @@ def test_endpoint_calls_share_a_kept_connection_with_rasas_headers_and_token() -
             outcomes.append("failed")
         runner = await serving()  # ... and comes back: the next call connects anew
         outcomes.append((await endpoint.request(json={"next_action": "again"}, method="post"))["responses"][0]["text"])
+        async with endpoint.session() as kept:
+            app = types.SimpleNamespace(ctx=types.SimpleNamespace())  # a Sanic app without an agent
+            await rasa.core.run.close_resources(app, None)  # the server stops: Rasa's clean-up, then ours
+        assert kept.closed
         await runner.cleanup()
         return outcomes
 
